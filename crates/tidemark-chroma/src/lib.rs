@@ -1,0 +1,1 @@
+//! tidemark-chroma: see the crate description.

@@ -1,0 +1,68 @@
+//! Pieces every subcommand shares: global flags, configuration loading, logging, the runtime.
+
+use anyhow::Context;
+use std::path::PathBuf;
+use tidemark_core::Config;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Configuration file (TOML). Without it, defaults plus environment overrides
+    /// (MONGODB_URI, CHROMA_URL, TIDEMARK_<SECTION>_<KEY>).
+    #[arg(long, short = 'c', global = true, env = "TIDEMARK_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl GlobalArgs {
+    /// Loads and validates the configuration; errors name the key.
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        let cfg = Config::load(self.config.as_deref())?;
+        Ok(cfg)
+    }
+}
+
+/// Installs the tracing subscriber: text or JSON to stderr, filtered by `RUST_LOG` or the
+/// configured level.
+pub fn init_logging(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(cfg.log.level.clone()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if cfg.log.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// A multi-threaded tokio runtime for one command.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// A progress bar on a terminal, hidden otherwise (logs stay quiet).
+pub fn progress_bar(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use std::io::IsTerminal;
+    let bar = match len {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let template = if len.is_some() {
+        "{msg:>10} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta})"
+    } else {
+        "{msg:>10} [{elapsed_precise}] {spinner} {pos} ({per_sec})"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_string());
+    bar
+}

@@ -1,0 +1,209 @@
+//! The public, language-neutral data contract: the `documents`, `outbox` and `sync_state`
+//! collections. Writers in any language produce these shapes; the worker validates them.
+//!
+//! Field names are camelCase in MongoDB. `schemaVersion` on outbox entries versions the contract.
+
+use bson::{oid::ObjectId, DateTime, Document};
+use serde::{Deserialize, Serialize};
+
+/// Version of the outbox entry shape written by this release. The worker rejects entries with a
+/// higher version (dead, with a clear error) rather than guessing at their meaning.
+pub const SCHEMA_VERSION: i32 = 1;
+
+pub const COLL_DOCUMENTS: &str = "documents";
+pub const COLL_OUTBOX: &str = "outbox";
+pub const COLL_SYNC_STATE: &str = "sync_state";
+
+/// A row of `documents`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentRecord {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    pub content_id: String,
+    #[serde(rename = "type")]
+    pub doc_type: String,
+    pub content: String,
+    pub metadata: Document,
+    pub timestamp: DateTime,
+    pub version: i64,
+    pub content_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexed_version: Option<i64>,
+}
+
+/// What an outbox entry asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Upsert,
+    Delete,
+}
+
+/// Life cycle of an outbox entry: `pending` until the worker proves the vector store agrees,
+/// then `done`; `dead` after a permanent error or too many attempts (replayable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxStatus {
+    Pending,
+    Done,
+    Dead,
+}
+
+/// How a done entry was resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxResult {
+    /// The vector was written (embedded, or its metadata updated).
+    Indexed,
+    /// Chroma already held this content hash and metadata: nothing to write.
+    Unchanged,
+    /// A newer version of the document exists; that version's entry does the work.
+    Superseded,
+    /// The vector was removed (or was already absent) because the document is gone.
+    Deleted,
+}
+
+impl OutboxResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxResult::Indexed => "indexed",
+            OutboxResult::Unchanged => "unchanged",
+            OutboxResult::Superseded => "superseded",
+            OutboxResult::Deleted => "deleted",
+        }
+    }
+}
+
+/// A worker's claim on an entry in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    pub owner: String,
+    pub until: DateTime,
+}
+
+/// A row of `outbox`: the write-ahead log entry and, once done, the audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxEntry {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    #[serde(default = "default_schema_version")]
+    pub schema_version: i32,
+    pub document_id: ObjectId,
+    pub content_id: String,
+    pub op: Op,
+    pub version: i64,
+    pub content_hash: String,
+    pub status: OutboxStatus,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+    pub created_at: DateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_at: Option<DateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<OutboxResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Errors of earlier lives of the entry, kept when a dead entry is replayed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_history: Vec<String>,
+}
+
+fn default_schema_version() -> i32 {
+    SCHEMA_VERSION
+}
+
+impl OutboxEntry {
+    /// A fresh pending entry, due now.
+    pub fn new_pending(
+        document_id: ObjectId,
+        content_id: &str,
+        op: Op,
+        version: i64,
+        content_hash: &str,
+    ) -> Self {
+        let now = DateTime::now();
+        OutboxEntry {
+            id: ObjectId::new(),
+            schema_version: SCHEMA_VERSION,
+            document_id,
+            content_id: content_id.to_string(),
+            op,
+            version,
+            content_hash: content_hash.to_string(),
+            status: OutboxStatus::Pending,
+            attempts: 0,
+            next_attempt_at: now,
+            lease: None,
+            created_at: now,
+            done_at: None,
+            result: None,
+            last_error: None,
+            error_history: Vec::new(),
+        }
+    }
+}
+
+/// A row of `sync_state`: the change stream position of one worker group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncState {
+    /// The worker group name.
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub resume_token: Option<Document>,
+    pub updated_at: DateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_entry_round_trips_with_contract_names() {
+        let e = OutboxEntry::new_pending(ObjectId::new(), "c1", Op::Upsert, 3, "sha256:00");
+        let doc = bson::to_document(&e).unwrap();
+        for key in [
+            "_id",
+            "schemaVersion",
+            "documentId",
+            "contentId",
+            "op",
+            "version",
+            "contentHash",
+            "status",
+            "attempts",
+            "nextAttemptAt",
+            "createdAt",
+        ] {
+            assert!(doc.contains_key(key), "missing {key}");
+        }
+        assert_eq!(doc.get_str("op").unwrap(), "upsert");
+        assert_eq!(doc.get_str("status").unwrap(), "pending");
+        assert!(doc.get_i64("version").is_ok(), "version must be int64");
+        assert!(doc.get_i32("attempts").is_ok(), "attempts must be int32");
+        let back: OutboxEntry = bson::from_document(doc).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn entry_without_schema_version_reads_as_v1() {
+        let mut doc = bson::to_document(&OutboxEntry::new_pending(
+            ObjectId::new(),
+            "c",
+            Op::Delete,
+            1,
+            "h",
+        ))
+        .unwrap();
+        doc.remove("schemaVersion");
+        let back: OutboxEntry = bson::from_document(doc).unwrap();
+        assert_eq!(back.schema_version, 1);
+        assert_eq!(back.op, Op::Delete);
+    }
+}

@@ -1,0 +1,1 @@
+//! tidemark-store: see the crate description.

@@ -1,0 +1,1 @@
+//! tidemark-worker: see the crate description.

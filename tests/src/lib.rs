@@ -1,0 +1,63 @@
+//! Shared harness of the end-to-end tests: where the services are, unique names per test so
+//! tests run in parallel, and helpers to start the `tidemark` binary.
+//!
+//! The services come from `scripts/services up`; `MONGODB_URI`, `CHROMA_URL` and
+//! `TIDEMARK_MODEL_DIR` point elsewhere when set.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub use tidemark_core::config::{DEFAULT_CHROMA_URL, DEFAULT_MONGODB_URI};
+
+/// MongoDB URI of the test replica set.
+pub fn mongodb_uri() -> String {
+    std::env::var("MONGODB_URI").unwrap_or_else(|_| DEFAULT_MONGODB_URI.to_string())
+}
+
+/// Base URL of the test Chroma server.
+pub fn chroma_url() -> String {
+    std::env::var("CHROMA_URL").unwrap_or_else(|_| DEFAULT_CHROMA_URL.to_string())
+}
+
+/// The repository root (the workspace folder).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Folder of the all-MiniLM-L6-v2 model files unpacked by `scripts/services up`.
+pub fn model_dir() -> PathBuf {
+    std::env::var("TIDEMARK_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".tidemark/models/all-MiniLM-L6-v2"))
+}
+
+/// A name unique to this test process and call, usable as a MongoDB database name or a Chroma
+/// namespace (letters, digits, `_`; at most 38 characters).
+pub fn unique_name(prefix: &str) -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let p: String = prefix.chars().take(16).collect();
+    format!("t_{p}_{}_{n}_{nanos:x}", std::process::id())
+}
+
+/// A connected client of the test replica set.
+pub async fn mongo_client() -> mongodb::Client {
+    mongodb::Client::with_uri_str(mongodb_uri())
+        .await
+        .expect("MongoDB URI parses; is `scripts/services up` running?")
+}
+
+/// Path of the `tidemark` binary built by cargo for this test run.
+pub fn tidemark_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test>-hash -> target/<profile>/tidemark
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    dir.join("tidemark")
+}
