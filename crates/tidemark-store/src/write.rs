@@ -1,0 +1,363 @@
+//! The transactional writes: put (one or many documents), delete, and re-enqueueing documents
+//! for indexing. Each runs as one transaction through `txn::run`, so a document change and its
+//! outbox entry commit together or not at all.
+
+use crate::txn::{self, error_code, TxnBody, TxnError, DUPLICATE_KEY};
+use crate::{DeleteOutcome, NewDocument, PutOutcome, Store, StoreError};
+use bson::oid::ObjectId;
+use bson::{doc, DateTime, Document};
+use mongodb::ClientSession;
+use std::collections::HashMap;
+use tidemark_core::{content_hash, DocumentRecord, Op, OutboxEntry, COLL_DOCUMENTS, COLL_OUTBOX};
+
+/// A validated document with its BSON metadata and hash computed once, outside the retry loop.
+struct Prepared {
+    doc: NewDocument,
+    metadata: Document,
+    hash: String,
+}
+
+struct PutBatch<'s> {
+    store: &'s Store,
+    items: Vec<Prepared>,
+}
+
+/// State of one `contentId` while a batch is planned.
+struct Slot {
+    id: ObjectId,
+    /// Version of the stored document before this transaction (None: not stored).
+    stored_version: Option<i64>,
+    version: i64,
+    /// Index in `items` of the last occurrence (the document's final state).
+    last: usize,
+}
+
+impl TxnBody for PutBatch<'_> {
+    type Out = Vec<PutOutcome>;
+
+    async fn run(&self, session: &mut ClientSession) -> Result<Vec<PutOutcome>, TxnError> {
+        let documents = self.store.raw(COLL_DOCUMENTS);
+        let outbox = self.store.outbox();
+        let mut ids: Vec<&str> = self
+            .items
+            .iter()
+            .map(|p| p.doc.content_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+
+        // Current documents and, for contentIds without one, the highest version any earlier
+        // incarnation used (so versions keep increasing across delete + re-put).
+        let mut slots: HashMap<String, Slot> = HashMap::new();
+        let mut cursor = documents
+            .find(doc! {"contentId": {"$in": &ids}})
+            .projection(doc! {"_id": 1, "contentId": 1, "version": 1})
+            .session(&mut *session)
+            .await?;
+        while let Some(d) = cursor.next(&mut *session).await {
+            let d = d?;
+            let (Ok(id), Ok(cid), Ok(version)) = (
+                d.get_object_id("_id"),
+                d.get_str("contentId"),
+                d.get_i64("version"),
+            ) else {
+                return Err(TxnError::Fatal(StoreError::validation(
+                    "documents",
+                    format!("stored document {d} does not follow the contract (_id, contentId, int64 version)"),
+                )));
+            };
+            slots.insert(
+                cid.to_string(),
+                Slot {
+                    id,
+                    stored_version: Some(version),
+                    version,
+                    last: 0,
+                },
+            );
+        }
+        drop(cursor);
+        let new_ids: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|c| !slots.contains_key(*c))
+            .collect();
+        if !new_ids.is_empty() {
+            let mut maxes = self
+                .store
+                .raw(COLL_OUTBOX)
+                .aggregate([
+                    doc! {"$match": {"contentId": {"$in": &new_ids}}},
+                    doc! {"$group": {"_id": "$contentId", "v": {"$max": "$version"}}},
+                ])
+                .session(&mut *session)
+                .await?;
+            let mut max_of: HashMap<String, i64> = HashMap::new();
+            while let Some(d) = maxes.next(&mut *session).await {
+                let d = d?;
+                if let (Ok(cid), Some(v)) = (d.get_str("_id"), d.get("v").and_then(as_i64)) {
+                    max_of.insert(cid.to_string(), v);
+                }
+            }
+            for cid in new_ids {
+                let base = max_of.get(cid).copied().unwrap_or(0);
+                slots.insert(
+                    cid.to_string(),
+                    Slot {
+                        id: ObjectId::new(),
+                        stored_version: None,
+                        version: base,
+                        last: 0,
+                    },
+                );
+            }
+        }
+
+        // One entry per occurrence, versions increasing in input order.
+        let mut entries = Vec::with_capacity(self.items.len());
+        let mut outcomes = Vec::with_capacity(self.items.len());
+        for (i, p) in self.items.iter().enumerate() {
+            let slot = slots
+                .get_mut(&p.doc.content_id)
+                .expect("slot for every contentId");
+            slot.version += 1;
+            slot.last = i;
+            let entry = OutboxEntry::new_pending(
+                slot.id,
+                &p.doc.content_id,
+                Op::Upsert,
+                slot.version,
+                &p.hash,
+            );
+            outcomes.push(PutOutcome {
+                document_id: slot.id,
+                content_id: p.doc.content_id.clone(),
+                version: slot.version,
+                outbox_id: entry.id,
+                content_hash: p.hash.clone(),
+            });
+            entries.push(entry);
+        }
+
+        let now = DateTime::now();
+        let mut inserts = Vec::new();
+        for (cid, slot) in &slots {
+            let p = &self.items[slot.last];
+            match slot.stored_version {
+                Some(old) => {
+                    let r = documents
+                        .update_one(
+                            doc! {"_id": slot.id, "version": old},
+                            doc! {"$set": {
+                                "type": &p.doc.doc_type,
+                                "content": &p.doc.content,
+                                "metadata": p.metadata.clone(),
+                                "timestamp": now,
+                                "version": slot.version,
+                                "contentHash": &p.hash,
+                            }},
+                        )
+                        .session(&mut *session)
+                        .await?;
+                    if r.matched_count != 1 {
+                        return Err(TxnError::Retry(format!(
+                            "document `{cid}` changed concurrently"
+                        )));
+                    }
+                }
+                None => inserts.push(DocumentRecord {
+                    id: slot.id,
+                    content_id: cid.clone(),
+                    doc_type: p.doc.doc_type.clone(),
+                    content: p.doc.content.clone(),
+                    metadata: p.metadata.clone(),
+                    timestamp: now,
+                    version: slot.version,
+                    content_hash: p.hash.clone(),
+                    vector_id: None,
+                    indexed_version: None,
+                }),
+            }
+        }
+        if !inserts.is_empty() {
+            let r = self
+                .store
+                .documents()
+                .insert_many(inserts)
+                .session(&mut *session)
+                .await;
+            if let Err(e) = r {
+                // A concurrent writer created the document first: the next attempt updates it.
+                if error_code(&e) == Some(DUPLICATE_KEY) {
+                    return Err(TxnError::Retry(format!(
+                        "a concurrent put created the document first: {e}"
+                    )));
+                }
+                return Err(e.into());
+            }
+        }
+        outbox.insert_many(entries).session(&mut *session).await?;
+        Ok(outcomes)
+    }
+}
+
+fn as_i64(b: &bson::Bson) -> Option<i64> {
+    match b {
+        bson::Bson::Int64(v) => Some(*v),
+        bson::Bson::Int32(v) => Some(i64::from(*v)),
+        _ => None,
+    }
+}
+
+struct Delete<'s> {
+    store: &'s Store,
+    content_id: &'s str,
+}
+
+impl TxnBody for Delete<'_> {
+    type Out = Option<DeleteOutcome>;
+
+    async fn run(&self, session: &mut ClientSession) -> Result<Option<DeleteOutcome>, TxnError> {
+        let documents = self.store.documents();
+        let Some(current) = documents
+            .find_one(doc! {"contentId": self.content_id})
+            .session(&mut *session)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let r = documents
+            .delete_one(doc! {"_id": current.id, "version": current.version})
+            .session(&mut *session)
+            .await?;
+        if r.deleted_count != 1 {
+            return Err(TxnError::Retry(format!(
+                "document `{}` changed concurrently",
+                self.content_id
+            )));
+        }
+        let version = current.version + 1;
+        let entry = OutboxEntry::new_pending(
+            current.id,
+            self.content_id,
+            Op::Delete,
+            version,
+            &current.content_hash,
+        );
+        let outbox_id = entry.id;
+        self.store
+            .outbox()
+            .insert_one(entry)
+            .session(&mut *session)
+            .await?;
+        Ok(Some(DeleteOutcome {
+            document_id: current.id,
+            version,
+            outbox_id,
+        }))
+    }
+}
+
+struct Reindex<'s> {
+    store: &'s Store,
+    ids: &'s [ObjectId],
+}
+
+impl TxnBody for Reindex<'_> {
+    type Out = usize;
+
+    async fn run(&self, session: &mut ClientSession) -> Result<usize, TxnError> {
+        let mut cursor = self
+            .store
+            .documents()
+            .find(doc! {"_id": {"$in": self.ids}})
+            .session(&mut *session)
+            .await?;
+        let mut entries = Vec::new();
+        while let Some(d) = cursor.next(&mut *session).await {
+            let d = d?;
+            entries.push(OutboxEntry::new_pending(
+                d.id,
+                &d.content_id,
+                Op::Upsert,
+                d.version,
+                &d.content_hash,
+            ));
+        }
+        drop(cursor);
+        let n = entries.len();
+        if n > 0 {
+            self.store
+                .outbox()
+                .insert_many(entries)
+                .session(&mut *session)
+                .await?;
+        }
+        Ok(n)
+    }
+}
+
+impl Store {
+    /// One transaction for a chunk of already validated documents.
+    pub(crate) async fn put_batch(
+        &self,
+        docs: Vec<NewDocument>,
+    ) -> Result<Vec<PutOutcome>, StoreError> {
+        let mut items = Vec::with_capacity(docs.len());
+        for doc in docs {
+            let metadata = match bson::to_bson(&doc.metadata)? {
+                bson::Bson::Document(d) => d,
+                _ => return Err(StoreError::validation("metadata", "must be a JSON object")),
+            };
+            let hash = content_hash(&doc.content);
+            items.push(Prepared {
+                doc,
+                metadata,
+                hash,
+            });
+        }
+        let op = if items.len() == 1 { "put" } else { "put_many" };
+        txn::run(
+            &self.client,
+            self.retry,
+            op,
+            &PutBatch { store: self, items },
+        )
+        .await
+    }
+
+    /// Removes the document of `content_id` and writes its `delete` outbox entry in one
+    /// transaction. `None` (and nothing written) when there is no such document.
+    pub async fn delete(&self, content_id: &str) -> Result<Option<DeleteOutcome>, StoreError> {
+        crate::validate_content_id(content_id, &self.limits)?;
+        txn::run(
+            &self.client,
+            self.retry,
+            "delete",
+            &Delete {
+                store: self,
+                content_id,
+            },
+        )
+        .await
+    }
+
+    /// For repair/backfill: in one transaction, an `upsert` outbox entry at the document's
+    /// CURRENT version and hash for each existing document id (ids that no longer exist are
+    /// skipped). Returns the number of entries written.
+    pub async fn enqueue_reindex(&self, document_ids: &[ObjectId]) -> Result<usize, StoreError> {
+        if document_ids.is_empty() {
+            return Ok(0);
+        }
+        txn::run(
+            &self.client,
+            self.retry,
+            "enqueue_reindex",
+            &Reindex {
+                store: self,
+                ids: document_ids,
+            },
+        )
+        .await
+    }
+}
