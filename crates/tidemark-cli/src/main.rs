@@ -23,12 +23,26 @@ struct Cli {
 enum Command {
     /// Check a configuration file and print the effective configuration (secrets hidden).
     Config(commands::config::ConfigArgs),
+    /// Write a document (and its outbox entry, in one transaction); content from an argument,
+    /// --file or stdin. Exit 3: committed but --wait timed out before the vector was indexed.
+    Put(commands::docs::PutArgs),
+    /// Print a document as JSON (exit 4 if there is none).
+    Get(commands::docs::GetArgs),
+    /// Delete a document by contentId (its vector is removed by the worker; exit 4 if none).
+    Delete(commands::docs::DeleteArgs),
+    /// Import a JSON Lines file of {"contentId","type","content","metadata"} objects in batches.
+    /// Exit 2 if some lines were bad (reported by line number).
+    Import(commands::import::ImportArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Config(args) => commands::config::run(&cli.global, args),
+        Command::Put(args) => commands::docs::run_put(&cli.global, args),
+        Command::Get(args) => commands::docs::run_get(&cli.global, args),
+        Command::Delete(args) => commands::docs::run_delete(&cli.global, args),
+        Command::Import(args) => commands::import::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,
