@@ -58,13 +58,17 @@ fn empty_object() -> Value {
 /// Parses and validates one line into a document, or says why it is bad.
 fn parse_line(raw: &[u8], limits: &Limits) -> Result<NewDocument, String> {
     let text = std::str::from_utf8(raw).map_err(|e| format!("not UTF-8 text: {e}"))?;
-    let line: Line = serde_json::from_str(text).map_err(|e| {
-        if e.is_data() {
-            format!("wrong shape: {e}")
-        } else {
-            format!("not valid JSON: {e}")
-        }
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        // The input line is one line: serde's "at line 1 column N" becomes "(column N)".
+        let full = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let what = full.strip_suffix(&suffix).unwrap_or(&full);
+        format!("not valid JSON: {what} (column {})", e.column())
     })?;
+    if !value.is_object() {
+        return Err("wrong shape: must be a JSON object with contentId, type, content and optional metadata".into());
+    }
+    let line: Line = serde_json::from_value(value).map_err(|e| format!("wrong shape: {e}"))?;
     let doc =
         NewDocument::new(line.content_id, line.doc_type, line.content).with_metadata(line.metadata);
     validate(&doc, limits).map_err(|e| e.to_string())?;
@@ -248,6 +252,8 @@ mod tests {
         assert!(e.contains("unknown field `extra`"), "{e}");
         let e = parse_line(br#"{"contentId":"","type":"t","content":"c"}"#, &l).unwrap_err();
         assert!(e.contains("contentId"), "{e}");
+        let e = parse_line(br#"["a","t","c"]"#, &l).unwrap_err();
+        assert!(e.contains("must be a JSON object"), "{e}");
         let e = parse_line(b"\xff\xfe", &l).unwrap_err();
         assert!(e.contains("UTF-8"), "{e}");
     }
