@@ -154,3 +154,49 @@ async fn python_example_writes_the_contract_shapes() {
     assert_eq!(entries[3].content_hash, content_hash("third"));
     drop_db(&store).await;
 }
+
+/// The shorter snippet shown inline in docs/CONTRACT.md runs too (extracted from the page).
+#[tokio::test]
+async fn contract_page_python_snippet_runs() {
+    let (store, cfg) = fresh_store("st_pysnip").await;
+    let page = std::fs::read_to_string(repo_root().join("docs/CONTRACT.md")).unwrap();
+    let start = page.find("```python\n").expect("a python block") + "```python\n".len();
+    let end = start + page[start..].find("```").unwrap();
+    let snippet = page[start..end]
+        .replace(
+            "mongodb://127.0.0.1:27018/?replicaSet=secantus",
+            &mongodb_uri(),
+        )
+        .replace(
+            r#"client["tidemark"]"#,
+            &format!(r#"client["{}"]"#, cfg.mongodb.database),
+        );
+    assert!(
+        snippet.contains(&cfg.mongodb.database),
+        "snippet uses the test database"
+    );
+    let script = std::env::temp_dir().join(format!("{}.py", cfg.mongodb.database));
+    std::fs::write(&script, snippet + "\nprint(version)\n").unwrap();
+    for expected in ["1", "2"] {
+        let out = Command::new(repo_root().join(".venv/bin/python"))
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
+    }
+    std::fs::remove_file(&script).unwrap();
+    let d = store.get("faq-1").await.unwrap().unwrap();
+    assert_eq!(d.version, 2);
+    assert_eq!(d.metadata.get_str("lang").unwrap(), "en");
+    let entries = all_entries(&store).await;
+    assert_eq!(
+        entries.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    drop_db(&store).await;
+}
