@@ -137,8 +137,17 @@ async fn concurrent_puts_on_one_content_id_get_distinct_versions() {
         }
     }
     let total = (N * M) as i64;
-    eprintln!("{} contended puts in {:?}", N * M, start.elapsed());
+    eprintln!(
+        "{} contended puts in {:?}, {} transaction retries",
+        N * M,
+        start.elapsed(),
+        store.transaction_retries()
+    );
     assert_eq!(returned, (1..=total).collect::<BTreeSet<_>>());
+    assert!(
+        store.transaction_retries() > 0,
+        "the writers never conflicted, so the retry path was not exercised"
+    );
     let doc = store.get("hot").await.unwrap().unwrap();
     assert_eq!(doc.version, total);
     let entries = all_entries(&store).await;

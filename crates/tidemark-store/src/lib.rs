@@ -40,6 +40,8 @@ pub use validate::{validate, validate_content_id, NewDocument};
 use bson::oid::ObjectId;
 use bson::Document;
 use mongodb::{Client, Collection, Database};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tidemark_core::config::Limits;
 use tidemark_core::{
@@ -92,6 +94,8 @@ pub struct Store {
     limits: Limits,
     retention: Duration,
     retry: RetryPolicy,
+    /// Transactions attempts that were retried (shared by clones).
+    retries: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -111,6 +115,7 @@ impl Store {
             limits: cfg.limits.clone(),
             retention: cfg.outbox.retention,
             retry: RetryPolicy::default(),
+            retries: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -118,6 +123,12 @@ impl Store {
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Store {
         self.retry = retry;
         self
+    }
+
+    /// How many transaction attempts this store (and its clones) retried so far, e.g. after
+    /// write conflicts between concurrent writers of one document.
+    pub fn transaction_retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
 
     pub fn client(&self) -> &Client {

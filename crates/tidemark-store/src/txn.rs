@@ -11,6 +11,7 @@ use mongodb::error::{
 use mongodb::options::{Acknowledgment, ReadConcern, WriteConcern};
 use mongodb::{Client, ClientSession};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Server error code of a write conflict between transactions.
@@ -111,6 +112,7 @@ pub(crate) fn error_code(e: &MongoError) -> Option<i32> {
 pub(crate) async fn run<B: TxnBody>(
     client: &Client,
     policy: RetryPolicy,
+    retries: &AtomicU64,
     operation: &'static str,
     body: &B,
 ) -> Result<B::Out, StoreError> {
@@ -118,6 +120,7 @@ pub(crate) async fn run<B: TxnBody>(
     let mut last = String::new();
     for attempt in 0..policy.max_attempts {
         if attempt > 0 {
+            retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(policy.delay(attempt)).await;
         }
         session

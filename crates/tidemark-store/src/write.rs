@@ -320,6 +320,7 @@ impl Store {
         txn::run(
             &self.client,
             self.retry,
+            &self.retries,
             op,
             &PutBatch { store: self, items },
         )
@@ -333,6 +334,7 @@ impl Store {
         txn::run(
             &self.client,
             self.retry,
+            &self.retries,
             "delete",
             &Delete {
                 store: self,
@@ -352,6 +354,7 @@ impl Store {
         txn::run(
             &self.client,
             self.retry,
+            &self.retries,
             "enqueue_reindex",
             &Reindex {
                 store: self,
