@@ -412,3 +412,47 @@ async fn ensure_schema_is_idempotent_and_applies_retention() {
     assert_eq!(ttl(&all), Some(Duration::from_secs(3600)));
     drop_db(&store).await;
 }
+
+#[tokio::test]
+async fn exhausted_retries_fail_cleanly_and_write_nothing() {
+    let (store, _) = fresh_store("st_exhaust").await;
+    let impatient = store
+        .clone()
+        .with_retry_policy(tidemark_store::RetryPolicy {
+            max_attempts: 1,
+            base_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+        });
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let s = impatient.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            for m in 0..5 {
+                results.push(
+                    s.put(NewDocument::new("contended", "t", format!("{t}/{m}")))
+                        .await,
+                );
+            }
+            results
+        }));
+    }
+    let (mut ok, mut exhausted) = (0i64, 0);
+    for t in tasks {
+        for r in t.await.unwrap() {
+            match r {
+                Ok(_) => ok += 1,
+                Err(StoreError::RetriesExhausted { attempts: 1, .. }) => exhausted += 1,
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+    }
+    assert!(
+        exhausted > 0,
+        "8 writers on one document with no retries must conflict"
+    );
+    // Every failed call left nothing behind: versions and entries count only the successes.
+    assert_eq!(store.get("contended").await.unwrap().unwrap().version, ok);
+    assert_eq!(counts(&store).await, (1, ok as u64));
+    drop_db(&store).await;
+}
