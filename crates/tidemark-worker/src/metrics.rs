@@ -1,0 +1,126 @@
+//! Prometheus metrics of the worker (prefix `tidemark_`), registered in a caller-provided
+//! registry so that tests and embedding applications can read them.
+
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
+    Registry,
+};
+
+/// Every metric named in DESIGN.md "Observability".
+#[derive(Clone)]
+pub struct Metrics {
+    pub outbox_pending: IntGauge,
+    pub outbox_dead: IntGauge,
+    /// Age in seconds of the oldest pending entry (0 when none).
+    pub outbox_lag_seconds: Gauge,
+    /// Entries finished, by result: indexed, unchanged, superseded, deleted, dead, retry.
+    pub entries_processed_total: IntCounterVec,
+    /// Seconds from the entry's commit (`createdAt`) to done.
+    pub end_to_end_seconds: Histogram,
+    pub embed_seconds: Histogram,
+    /// Seconds of Chroma writes (upsert, metadata update, delete).
+    pub vector_write_seconds: HistogramVec,
+    /// Entries per claimed batch.
+    pub batch_size: Histogram,
+    /// Retries scheduled, by stage: mongo, chroma_read, embed, vector_write.
+    pub retries_total: IntCounterVec,
+    /// Change stream (re)starts other than the first, by reason.
+    pub change_stream_restarts_total: IntCounterVec,
+    /// Seconds since the saved resume token was last advanced.
+    pub resume_token_age_seconds: Gauge,
+    /// Always 1; labels carry the version and the embedding model.
+    pub build_info: GaugeVec,
+}
+
+fn secs_buckets() -> Vec<f64> {
+    vec![
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+    ]
+}
+
+impl Metrics {
+    /// Creates and registers the metrics. Fails if they are already registered in `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<Metrics> {
+        let m = Metrics {
+            outbox_pending: IntGauge::new("tidemark_outbox_pending", "Pending outbox entries")?,
+            outbox_dead: IntGauge::new("tidemark_outbox_dead", "Dead outbox entries")?,
+            outbox_lag_seconds: Gauge::new(
+                "tidemark_outbox_lag_seconds",
+                "Age of the oldest pending outbox entry in seconds",
+            )?,
+            entries_processed_total: IntCounterVec::new(
+                Opts::new(
+                    "tidemark_entries_processed_total",
+                    "Outbox entries processed, by result",
+                ),
+                &["result"],
+            )?,
+            end_to_end_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "tidemark_end_to_end_seconds",
+                    "Seconds from outbox commit to done",
+                )
+                .buckets(secs_buckets()),
+            )?,
+            embed_seconds: Histogram::with_opts(
+                HistogramOpts::new("tidemark_embed_seconds", "Seconds per embedder call")
+                    .buckets(secs_buckets()),
+            )?,
+            vector_write_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "tidemark_vector_write_seconds",
+                    "Seconds per Chroma write, by operation",
+                )
+                .buckets(secs_buckets()),
+                &["op"],
+            )?,
+            batch_size: Histogram::with_opts(
+                HistogramOpts::new("tidemark_batch_size", "Entries per claimed batch").buckets(
+                    vec![
+                        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                    ],
+                ),
+            )?,
+            retries_total: IntCounterVec::new(
+                Opts::new("tidemark_retries_total", "Retries scheduled, by stage"),
+                &["stage"],
+            )?,
+            change_stream_restarts_total: IntCounterVec::new(
+                Opts::new(
+                    "tidemark_change_stream_restarts_total",
+                    "Change stream restarts, by reason",
+                ),
+                &["reason"],
+            )?,
+            resume_token_age_seconds: Gauge::new(
+                "tidemark_resume_token_age_seconds",
+                "Seconds since the saved resume token last advanced",
+            )?,
+            build_info: GaugeVec::new(
+                Opts::new("tidemark_build_info", "Build information"),
+                &["version", "model"],
+            )?,
+        };
+        registry.register(Box::new(m.outbox_pending.clone()))?;
+        registry.register(Box::new(m.outbox_dead.clone()))?;
+        registry.register(Box::new(m.outbox_lag_seconds.clone()))?;
+        registry.register(Box::new(m.entries_processed_total.clone()))?;
+        registry.register(Box::new(m.end_to_end_seconds.clone()))?;
+        registry.register(Box::new(m.embed_seconds.clone()))?;
+        registry.register(Box::new(m.vector_write_seconds.clone()))?;
+        registry.register(Box::new(m.batch_size.clone()))?;
+        registry.register(Box::new(m.retries_total.clone()))?;
+        registry.register(Box::new(m.change_stream_restarts_total.clone()))?;
+        registry.register(Box::new(m.resume_token_age_seconds.clone()))?;
+        registry.register(Box::new(m.build_info.clone()))?;
+        Ok(m)
+    }
+}
+
+/// Renders a registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    use prometheus::Encoder;
+    let mut buf = Vec::new();
+    let _ = prometheus::TextEncoder::new().encode(&registry.gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
