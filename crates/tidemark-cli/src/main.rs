@@ -33,6 +33,9 @@ enum Command {
     /// Import a JSON Lines file of {"contentId","type","content","metadata"} objects in batches.
     /// Exit 2 if some lines were bad (reported by line number).
     Import(commands::import::ImportArgs),
+    /// Measure the write path, drain rates, lag, worker memory and catch-up against the real
+    /// services; print a table and write the figures as JSON (--out). Reports, never fails on a number.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Get(args) => commands::docs::run_get(&cli.global, args),
         Command::Delete(args) => commands::docs::run_delete(&cli.global, args),
         Command::Import(args) => commands::import::run(&cli.global, args),
+        Command::Bench(args) => commands::bench::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,404 @@
+//! Measurements 2 and 3: draining a backlog. The worker (a separate process) against each
+//! stage alone on the same texts at the same batch size — the embedder, and Chroma's own
+//! upsert of the same vectors — and, with the hashing embedder, against the old dual write
+//! (per document: a Chroma add, then a MongoDB insert).
+
+use crate::report::Report;
+use crate::stats::rate;
+use crate::worker_proc::{histogram_totals, Provider, WorkerProc};
+use crate::{data, embedders, write, BenchError, Ctx};
+use bson::{doc, DateTime};
+use std::time::{Duration, Instant};
+use tidemark_chroma::{Metadata, VectorRecord};
+use tidemark_core::{collection_name, vector_id};
+use tidemark_embed::{Embedder, SharedEmbedder};
+use tidemark_store::{NewDocument, PutOutcome, Store};
+
+/// Writes `n` documents (prefix `b`) in `put_many` batches of 1000.
+pub async fn backlog(
+    store: &Store,
+    n: usize,
+) -> Result<Vec<(NewDocument, PutOutcome)>, BenchError> {
+    let mut out = Vec::with_capacity(n);
+    let mut start = 0;
+    while start < n {
+        let k = (n - start).min(1000);
+        let docs = data::documents("b", start as u64, k);
+        let outcomes = store.put_many(docs.clone()).await?;
+        out.extend(docs.into_iter().zip(outcomes));
+        start += k;
+    }
+    Ok(out)
+}
+
+/// What the outbox says about a finished drain.
+#[derive(Debug, Clone, Copy)]
+pub struct Drained {
+    pub done: u64,
+    pub dead: u64,
+    /// `doneAt` of the first and last entry done, ms since the epoch.
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// Entries done at the very first `doneAt` (the first batch).
+    pub first_batch: u64,
+}
+
+impl Drained {
+    /// Documents per second from the first batch done to the last (excludes start-up).
+    pub fn rate(&self) -> f64 {
+        let secs = (self.last_ms - self.first_ms) as f64 / 1000.0;
+        if secs <= 0.0 {
+            return self.done as f64 / 0.001;
+        }
+        (self.done - self.first_batch) as f64 / secs
+    }
+}
+
+/// Waits until no entry is pending any more, then reads the done times.
+pub async fn wait_drained(
+    store: &Store,
+    worker: &mut WorkerProc,
+    timeout: Duration,
+) -> Result<Drained, BenchError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        worker.check_alive()?;
+        let pending = store
+            .outbox()
+            .count_documents(doc! {"status": "pending"})
+            .await?;
+        if pending == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Worker(format!(
+                "{pending} entries still pending after {timeout:?}; log {}",
+                worker.log.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    done_stats(store, 0).await
+}
+
+/// Counts and first/last `doneAt` of the outbox entries done at or after `since_ms`.
+pub async fn done_stats(store: &Store, since_ms: i64) -> Result<Drained, BenchError> {
+    let raw = store.database().collection::<bson::Document>("outbox");
+    let since = DateTime::from_millis(since_ms);
+    let mut cur = raw
+        .aggregate([
+            doc! {"$match": {"status": "done", "doneAt": {"$gte": since}}},
+            doc! {"$group": {"_id": null, "n": {"$sum": 1}, "first": {"$min": "$doneAt"}, "last": {"$max": "$doneAt"}}},
+        ])
+        .await?;
+    let mut d = Drained {
+        done: 0,
+        dead: 0,
+        first_ms: 0,
+        last_ms: 0,
+        first_batch: 0,
+    };
+    if cur.advance().await? {
+        let g = cur.deserialize_current()?;
+        d.done = g
+            .get_i32("n")
+            .map(i64::from)
+            .or(g.get_i64("n"))
+            .unwrap_or(0) as u64;
+        let first = g.get_datetime("first").copied().unwrap_or(DateTime::MIN);
+        d.first_ms = first.timestamp_millis();
+        d.last_ms = g
+            .get_datetime("last")
+            .map(|t| t.timestamp_millis())
+            .unwrap_or(0);
+        d.first_batch = raw
+            .count_documents(doc! {"status": "done", "doneAt": first})
+            .await?;
+    }
+    d.dead = raw.count_documents(doc! {"status": "dead"}).await?;
+    Ok(d)
+}
+
+/// Generous time limit for draining `n` entries.
+fn drain_timeout(n: usize) -> Duration {
+    Duration::from_secs(120 + n as u64 / 20)
+}
+
+/// Starts a worker on the backlog of `part`, waits until drained, records its stage times.
+async fn drain_with_worker(
+    ctx: &Ctx,
+    report: &mut Report,
+    store: &Store,
+    part: &str,
+    provider: Provider,
+    n: usize,
+    model: &str,
+) -> Result<Drained, BenchError> {
+    ctx.chroma_collection(&collection_name(&ctx.part(part), model));
+    let mut worker = WorkerProc::spawn(ctx, part, provider)?;
+    let d = wait_drained(store, &mut worker, drain_timeout(n)).await?;
+    let metrics = worker.metrics().await.unwrap_or_default();
+    let spawned_at_ms = worker.spawned_at_ms;
+    worker.stop(Duration::from_secs(30)).await?;
+    if d.dead > 0 {
+        report.note(format!("{part}: {} entries ended dead", d.dead));
+    }
+    report.stage(
+        part,
+        "worker start-up to first batch done",
+        (d.first_ms - spawned_at_ms) as f64 / 1000.0,
+        1,
+    );
+    record_stages(
+        report,
+        part,
+        &metrics,
+        (d.last_ms - d.first_ms) as f64 / 1000.0,
+        d.done,
+    );
+    Ok(d)
+}
+
+/// Adds the worker's time per stage (its `*_seconds` histograms) and the rest of its busy time.
+pub fn record_stages(report: &mut Report, section: &str, metrics: &str, window_s: f64, done: u64) {
+    let mut staged = 0.0;
+    for (name, (sum, count)) in histogram_totals(metrics) {
+        if name.contains("end_to_end") {
+            continue;
+        }
+        staged += sum;
+        report.stage(section, &format!("worker {name}"), sum, count);
+    }
+    report.stage(
+        section,
+        "worker drain window (first to last done)",
+        window_s,
+        done,
+    );
+    report.stage(
+        section,
+        "worker other (MongoDB claim/read/mark, waits)",
+        (window_s - staged).max(0.0),
+        done,
+    );
+}
+
+/// Chroma metadata shaped like the worker's (contract fields plus flattened document metadata).
+fn vector_metadata(doc: &NewDocument, out: &PutOutcome, model: &str) -> Metadata {
+    let mut m = Metadata::new();
+    m.insert("documentId".into(), out.document_id.to_hex().into());
+    m.insert("contentId".into(), out.content_id.clone().into());
+    m.insert("type".into(), doc.doc_type.clone().into());
+    m.insert("version".into(), out.version.into());
+    m.insert("contentHash".into(), out.content_hash.clone().into());
+    m.insert("model".into(), model.into());
+    m.insert("timestamp".into(), chrono::Utc::now().to_rfc3339().into());
+    if let Some(obj) = doc.metadata.as_object() {
+        for (k, v) in obj {
+            let v = match v {
+                serde_json::Value::Array(_) | serde_json::Value::Object(_) => v.to_string().into(),
+                other => other.clone(),
+            };
+            m.insert(k.clone(), v);
+        }
+    }
+    m
+}
+
+/// Embeds `texts` in batches of `batch`; returns the vectors and the time taken.
+async fn embed_alone(
+    embedder: &dyn Embedder,
+    texts: &[String],
+    batch: usize,
+) -> Result<(Vec<Vec<f32>>, Duration), BenchError> {
+    let start = Instant::now();
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(batch.max(1)) {
+        out.extend(embedder.embed(chunk).await?);
+    }
+    Ok((out, start.elapsed()))
+}
+
+/// Measurement 2: the hashing embedder.
+pub async fn run_hash(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
+    let c = &ctx.counts;
+    let n = c.drain_backlog;
+    let store = ctx.store("drain").await?;
+    let written = backlog(&store, n).await?;
+    let embedder: SharedEmbedder = embedders::hash(c.hash_dimension)?;
+    let model = embedder.model_id().to_string();
+    let texts: Vec<String> = written.iter().map(|(d, _)| d.content.clone()).collect();
+
+    // Stage alone 1: the embedder.
+    let (vectors, t_embed) = embed_alone(embedder.as_ref(), &texts, c.batch_size).await?;
+    // Stage alone 2: Chroma's upsert of the same vectors at the same batch size.
+    let coll_name = collection_name(&ctx.part("chroma"), &model);
+    ctx.chroma_collection(&coll_name);
+    let coll = ctx.chroma.get_or_create_collection(&coll_name).await?;
+    let records: Vec<VectorRecord> = written
+        .iter()
+        .zip(vectors)
+        .map(|((d, o), v)| VectorRecord {
+            id: vector_id(&o.document_id),
+            embedding: v,
+            metadata: vector_metadata(d, o, &model),
+        })
+        .collect();
+    let start = Instant::now();
+    for chunk in records.chunks(c.batch_size) {
+        ctx.chroma.upsert(&coll.id, chunk).await?;
+    }
+    let t_chroma = start.elapsed();
+    drop(records);
+
+    // The pipeline.
+    let d = drain_with_worker(ctx, report, &store, "drain", Provider::Hash, n, &model).await?;
+    let worker = d.rate();
+    let embed = rate(n, t_embed);
+    let chroma = rate(n, t_chroma);
+    let slowest = embed.min(chroma);
+    report.add(
+        "drain.worker_docs_per_s",
+        &format!("worker drain, hash embedder, {n} backlog"),
+        worker,
+        "docs/s",
+    );
+    report.add(
+        "drain.embed_alone_docs_per_s",
+        "hash embedder alone, same texts",
+        embed,
+        "docs/s",
+    );
+    report.add(
+        "drain.chroma_alone_docs_per_s",
+        &format!("Chroma upsert alone, batches of {}", c.batch_size),
+        chroma,
+        "docs/s",
+    );
+    report.add_min(
+        "drain.efficiency",
+        "worker / slowest stage alone",
+        worker / slowest,
+        "ratio",
+        0.9,
+    );
+    report.stage(
+        "drain",
+        "embedder alone",
+        t_embed.as_secs_f64(),
+        n.div_ceil(c.batch_size) as u64,
+    );
+    report.stage(
+        "drain",
+        "Chroma upsert alone",
+        t_chroma.as_secs_f64(),
+        n.div_ceil(c.batch_size) as u64,
+    );
+
+    // The old dual write, on fresh stores.
+    let dual = dual_write(ctx, embedder.as_ref(), c.dual_write_docs).await?;
+    report.add(
+        "drain.dual_write_docs_per_s",
+        "old dual write (Chroma add, then insert)",
+        dual,
+        "docs/s",
+    );
+    report.add(
+        "drain.worker_vs_dual_write",
+        "worker drain / old dual write",
+        worker / dual,
+        "ratio",
+    );
+    Ok(())
+}
+
+/// The write path this project replaces: per document, embed, a Chroma add, then a MongoDB
+/// insert, one after the other. Returns documents per second.
+async fn dual_write(ctx: &Ctx, embedder: &dyn Embedder, n: usize) -> Result<f64, BenchError> {
+    let store = ctx.store("dual").await?;
+    let coll_name = collection_name(&ctx.part("dual"), embedder.model_id());
+    ctx.chroma_collection(&coll_name);
+    let coll = ctx.chroma.get_or_create_collection(&coll_name).await?;
+    let start = Instant::now();
+    for i in 0..n as u64 {
+        let doc = data::document("dual", i);
+        let (record, _) = write::records(&doc)?;
+        let v = embedder.embed(std::slice::from_ref(&doc.content)).await?;
+        let out = PutOutcome {
+            document_id: record.id,
+            content_id: record.content_id.clone(),
+            version: 1,
+            outbox_id: record.id,
+            content_hash: record.content_hash.clone(),
+        };
+        let rec = VectorRecord {
+            id: vector_id(&record.id),
+            embedding: v.into_iter().next().unwrap_or_default(),
+            metadata: vector_metadata(&doc, &out, embedder.model_id()),
+        };
+        ctx.chroma.upsert(&coll.id, &[rec]).await?;
+        store.documents().insert_one(&record).await?;
+    }
+    Ok(rate(n, start.elapsed()))
+}
+
+/// Measurement 3: the local all-MiniLM-L6-v2 model.
+pub async fn run_local(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
+    let n = ctx.counts.local_backlog;
+    let store = ctx.store("local").await?;
+    let written = backlog(&store, n).await?;
+    let texts: Vec<String> = written.iter().map(|(d, _)| d.content.clone()).collect();
+    let dir = ctx.cfg.embedder.model_dir.clone();
+    let embedder = tokio::task::spawn_blocking(move || embedders::local(&dir))
+        .await
+        .map_err(|e| BenchError::Setup(format!("model loading panicked: {e}")))??;
+    let model = embedder.model_id().to_string();
+    let (_, t_embed) = embed_alone(embedder.as_ref(), &texts, ctx.cfg.embedder.batch_size).await?;
+    drop(embedder);
+    let d = drain_with_worker(ctx, report, &store, "local", Provider::Local, n, &model).await?;
+    let worker = d.rate();
+    let embed = rate(n, t_embed);
+    report.add(
+        "local.worker_docs_per_s",
+        &format!("worker drain, all-MiniLM-L6-v2, {n} backlog"),
+        worker,
+        "docs/s",
+    );
+    report.add(
+        "local.embed_alone_docs_per_s",
+        "all-MiniLM-L6-v2 alone, same texts",
+        embed,
+        "docs/s",
+    );
+    report.add_min(
+        "local.efficiency",
+        "worker / embedder alone",
+        worker / embed,
+        "ratio",
+        0.9,
+    );
+    report.stage(
+        "local",
+        "embedder alone",
+        t_embed.as_secs_f64(),
+        n.div_ceil(ctx.cfg.embedder.batch_size) as u64,
+    );
+    Ok(())
+}
+
+/// The drain capacity with the hashing embedder when the `drain` section did not run:
+/// a smaller backlog through the worker.
+pub async fn capacity(ctx: &Ctx, report: &mut Report) -> Result<f64, BenchError> {
+    let n = (ctx.counts.drain_backlog / 4).max(200);
+    let store = ctx.store("capacity").await?;
+    backlog(&store, n).await?;
+    let model = format!("hash-{}", ctx.counts.hash_dimension);
+    let d = drain_with_worker(ctx, report, &store, "capacity", Provider::Hash, n, &model).await?;
+    report.add(
+        "lag.capacity_docs_per_s",
+        &format!("drain capacity ({n} backlog)"),
+        d.rate(),
+        "docs/s",
+    );
+    Ok(d.rate())
+}

@@ -1,0 +1,243 @@
+//! The worker under test, as a separate process: the `tidemark worker` binary configured by
+//! environment variables for one benchmark database and Chroma namespace. Gives its peak
+//! resident memory (/proc/<pid>/status VmHWM), its Prometheus histograms (time per stage),
+//! and a graceful stop (SIGTERM).
+
+use crate::{BenchError, Ctx};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// Which embedder the worker uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Hash,
+    Local,
+}
+
+/// A running worker process (killed if dropped while running).
+pub struct WorkerProc {
+    child: Child,
+    pub pid: u32,
+    pub metrics_addr: SocketAddr,
+    /// Wall-clock time of the spawn, milliseconds since the Unix epoch (compare with `doneAt`).
+    pub spawned_at_ms: i64,
+    pub spawned: Instant,
+    pub log: PathBuf,
+}
+
+fn free_port() -> Result<SocketAddr, BenchError> {
+    let l = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| BenchError::Setup(format!("no free loopback port: {e}")))?;
+    l.local_addr()
+        .map_err(|e| BenchError::Setup(format!("no free loopback port: {e}")))
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl WorkerProc {
+    /// Starts `tidemark worker` on the database and Chroma namespace `<name>_<part>`.
+    pub fn spawn(ctx: &Ctx, part: &str, provider: Provider) -> Result<WorkerProc, BenchError> {
+        let addr = free_port()?;
+        let name = ctx.part(part);
+        let log = std::env::temp_dir().join(format!("{name}-worker.log"));
+        let log_file = std::fs::File::create(&log)
+            .map_err(|e| BenchError::Setup(format!("cannot create {}: {e}", log.display())))?;
+        let mut cmd = Command::new(&ctx.worker_bin);
+        if let Some(cfg) = &ctx.config_file {
+            cmd.arg("--config").arg(cfg);
+        }
+        let c = &ctx.counts;
+        cmd.arg("worker")
+            .env("MONGODB_URI", &ctx.cfg.mongodb.uri)
+            .env("CHROMA_URL", &ctx.cfg.chroma.url)
+            .env("TIDEMARK_MONGODB_DATABASE", &name)
+            .env("TIDEMARK_CHROMA_NAMESPACE", &name)
+            .env("TIDEMARK_METRICS_ADDR", addr.to_string())
+            .env("TIDEMARK_WORKER_BATCH_SIZE", c.batch_size.to_string())
+            .env("TIDEMARK_LOG_LEVEL", "warn")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file))
+            .kill_on_drop(true);
+        match provider {
+            Provider::Hash => {
+                cmd.env("TIDEMARK_EMBEDDER_PROVIDER", "hash")
+                    .env("TIDEMARK_EMBEDDER_DIMENSION", c.hash_dimension.to_string());
+            }
+            Provider::Local => {
+                cmd.env("TIDEMARK_EMBEDDER_PROVIDER", "local").env(
+                    "TIDEMARK_EMBEDDER_MODEL_DIR",
+                    ctx.cfg.embedder.model_dir.as_os_str(),
+                );
+            }
+        }
+        let spawned_at_ms = now_ms();
+        let spawned = Instant::now();
+        let child = cmd.spawn().map_err(|e| {
+            BenchError::Worker(format!("cannot start {}: {e}", ctx.worker_bin.display()))
+        })?;
+        let pid = child.id().unwrap_or(0);
+        tracing::info!(pid, %addr, part, "worker process started");
+        Ok(WorkerProc {
+            child,
+            pid,
+            metrics_addr: addr,
+            spawned_at_ms,
+            spawned,
+            log,
+        })
+    }
+
+    /// Fails with the tail of the worker's log if the process has exited.
+    pub fn check_alive(&mut self) -> Result<(), BenchError> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(BenchError::Worker(format!(
+                "the worker exited early ({status}); last log lines:\n{}",
+                self.log_tail()
+            ))),
+            Err(e) => Err(BenchError::Worker(format!("cannot poll the worker: {e}"))),
+        }
+    }
+
+    /// The last lines of the worker's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// Waits until `/readyz` answers 200 (the worker connected and is ready to claim).
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Duration, BenchError> {
+        let url = format!("http://{}/readyz", self.metrics_addr);
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.check_alive()?;
+            if let Ok(r) = http.get(&url).timeout(Duration::from_secs(1)).send().await {
+                if r.status().is_success() {
+                    return Ok(self.spawned.elapsed());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Worker(format!(
+                    "not ready after {timeout:?}; last log lines:\n{}",
+                    self.log_tail()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Peak resident memory so far, KiB (VmHWM).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        proc_status_kib(self.pid, "VmHWM:")
+    }
+
+    /// The worker's `/metrics` text.
+    pub async fn metrics(&self) -> Result<String, BenchError> {
+        let url = format!("http://{}/metrics", self.metrics_addr);
+        let r = reqwest::get(&url)
+            .await
+            .map_err(|e| BenchError::Worker(format!("GET {url}: {e}")))?;
+        r.text()
+            .await
+            .map_err(|e| BenchError::Worker(format!("GET {url}: {e}")))
+    }
+
+    /// SIGTERM, then waits for the exit (killed after `deadline`). Returns how long it took.
+    pub async fn stop(mut self, deadline: Duration) -> Result<Duration, BenchError> {
+        let start = Instant::now();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid.to_string())
+            .status()
+            .await;
+        match tokio::time::timeout(deadline, self.child.wait()).await {
+            Ok(Ok(status)) if status.success() => {
+                let _ = std::fs::remove_file(&self.log);
+                Ok(start.elapsed())
+            }
+            Ok(Ok(status)) => Err(BenchError::Worker(format!(
+                "the worker exited with {status} on SIGTERM; log {}",
+                self.log.display()
+            ))),
+            Ok(Err(e)) => Err(BenchError::Worker(format!("waiting for the worker: {e}"))),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                Err(BenchError::Worker(format!(
+                    "the worker did not stop within {deadline:?} of SIGTERM; killed"
+                )))
+            }
+        }
+    }
+}
+
+/// A `kB` field of /proc/<pid>/status.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Sum and count of every `*_seconds` histogram in a Prometheus text exposition, keyed by
+/// metric name with labels (e.g. `tidemark_vector_write_seconds{op="upsert"}`).
+pub fn histogram_totals(text: &str) -> BTreeMap<String, (f64, u64)> {
+    let mut out: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, format!("{{{l}")),
+            None => (series, String::new()),
+        };
+        if let Some(base) = name.strip_suffix("_seconds_sum") {
+            out.entry(format!("{base}_seconds{labels}")).or_default().0 = value;
+        } else if let Some(base) = name.strip_suffix("_seconds_count") {
+            out.entry(format!("{base}_seconds{labels}")).or_default().1 = value as u64;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_sums_and_counts() {
+        let text = "# HELP x\n\
+            tidemark_embed_seconds_bucket{le=\"0.1\"} 3\n\
+            tidemark_embed_seconds_sum 1.5\n\
+            tidemark_embed_seconds_count 4\n\
+            tidemark_vector_write_seconds_sum{op=\"upsert\"} 2.25\n\
+            tidemark_vector_write_seconds_count{op=\"upsert\"} 9\n\
+            tidemark_outbox_pending 0\n";
+        let h = histogram_totals(text);
+        assert_eq!(h["tidemark_embed_seconds"], (1.5, 4));
+        assert_eq!(h["tidemark_vector_write_seconds{op=\"upsert\"}"], (2.25, 9));
+        assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn own_status_has_a_peak() {
+        assert!(proc_status_kib(std::process::id(), "VmHWM:").unwrap_or(0) > 0);
+    }
+}

@@ -1,0 +1,132 @@
+//! `tidemark bench`: runs the benchmark (crate `tidemark-bench`) against the configured
+//! services, prints the table of figures with their goals, and writes them as JSON (`--out`).
+//! It reports; it never fails on a number (exit 1 only when it cannot run at all).
+//!
+//! Every run works in fresh databases and Chroma namespaces named `<name>_<part>` and removes
+//! them at the end (`--keep` leaves them). The worker under test is this same binary, started
+//! as `tidemark worker` in its own process.
+
+use crate::common::{self, GlobalArgs};
+use anyhow::{bail, Context};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tidemark_bench::{BenchOptions, Counts, Section};
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Where to write the figures as JSON.
+    #[arg(long, default_value = "bench-results.json")]
+    pub out: PathBuf,
+    /// Small counts: every figure once, in seconds (numbers are not meaningful).
+    #[arg(long)]
+    pub quick: bool,
+    /// Run only these sections (comma-separated): write, drain, local, lag, memory.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Prefix of the databases and Chroma namespaces of this run (letters, digits, `_`);
+    /// default `bench_<pid>_<unix time>`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Keep the databases and Chroma collections for inspection.
+    #[arg(long)]
+    pub keep: bool,
+    /// Backlog drained with the hashing embedder (default 20000; quick 300).
+    #[arg(long)]
+    pub drain_backlog: Option<usize>,
+    /// Backlog of the peak memory and catch-up measurement (default 100000; quick 500).
+    #[arg(long)]
+    pub memory_backlog: Option<usize>,
+    /// Backlog drained with the local model (default 1000; quick 24).
+    #[arg(long)]
+    pub local_backlog: Option<usize>,
+    /// Worker batch size, also Chroma's batch size when measured alone (default 64).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Seconds of steady load in the lag measurement (default 20; quick 2).
+    #[arg(long)]
+    pub lag_seconds: Option<f64>,
+    /// The `tidemark` binary to start as the worker (default: this one).
+    #[arg(long)]
+    pub worker_bin: Option<PathBuf>,
+}
+
+pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = global.load_config()?;
+    common::init_logging(&cfg);
+    if cfg.embedder.model_dir.is_relative() {
+        if let Ok(abs) = std::fs::canonicalize(&cfg.embedder.model_dir) {
+            cfg.embedder.model_dir = abs;
+        }
+    }
+    let mut counts = if args.quick {
+        Counts::quick()
+    } else {
+        Counts::full()
+    };
+    if let Some(n) = args.drain_backlog {
+        counts.drain_backlog = n.max(1);
+    }
+    if let Some(n) = args.memory_backlog {
+        counts.memory_backlog = n.max(1);
+    }
+    if let Some(n) = args.local_backlog {
+        counts.local_backlog = n.max(1);
+    }
+    if let Some(n) = args.batch_size {
+        counts.batch_size = n.max(1);
+    }
+    if let Some(s) = args.lag_seconds {
+        counts.lag_seconds = s.max(0.5);
+    }
+    let sections = if args.only.is_empty() {
+        Section::ALL.to_vec()
+    } else {
+        let mut v = Vec::new();
+        for s in &args.only {
+            match Section::parse(s.trim()) {
+                Some(x) => v.push(x),
+                None => bail!("--only: unknown section `{s}` (write, drain, local, lag, memory)"),
+            }
+        }
+        v
+    };
+    let name = match args.name {
+        Some(n) => n,
+        None => format!(
+            "bench_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        ),
+    };
+    if name.is_empty()
+        || name.len() > 40
+        || name.contains("__")
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        bail!("--name `{name}`: use 1-40 letters, digits or single `_`");
+    }
+    let worker_bin = match args.worker_bin {
+        Some(p) => p,
+        None => std::env::current_exe().context("cannot find this executable")?,
+    };
+    let opts = BenchOptions {
+        cfg,
+        config_file: global.config.clone(),
+        name,
+        quick: args.quick,
+        counts,
+        sections,
+        worker_bin,
+        keep: args.keep,
+    };
+    let report = common::runtime()?.block_on(tidemark_bench::run(opts))?;
+    print!("{}", report.table());
+    let json = serde_json::to_string_pretty(&report.to_json())?;
+    std::fs::write(&args.out, json + "\n")
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!("figures written to {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
