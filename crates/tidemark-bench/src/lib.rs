@@ -166,6 +166,45 @@ pub struct BenchOptions {
     pub keep: bool,
 }
 
+/// Every `<part>` of `<name>_<part>` a run may create (databases and Chroma namespaces).
+pub const PARTS: &[&str] = &[
+    "write", "drain", "chroma", "dual", "local", "lag", "capacity", "memory",
+];
+
+/// Removes whatever a run named `name` may have left behind (e.g. after it was killed):
+/// databases `<name>_*` and the Chroma collections of every part and model. Returns what
+/// could not be removed; missing things are not an error.
+pub async fn cleanup(cfg: &Config, name: &str) -> Result<Vec<String>, BenchError> {
+    let client = mongodb::Client::with_uri_str(&cfg.mongodb.uri).await?;
+    let chroma = tidemark_chroma::ChromaClient::new(tidemark_chroma::ChromaOptions::from_config(
+        &cfg.chroma,
+    ))?;
+    let mut problems = Vec::new();
+    let prefix = format!("{name}_");
+    for db in client.list_database_names().await? {
+        if db.starts_with(&prefix) {
+            if let Err(e) = client.database(&db).drop().await {
+                problems.push(format!("cannot drop database {db}: {e}"));
+            }
+        }
+    }
+    let models = [
+        format!("hash-{}", Counts::full().hash_dimension),
+        "all-MiniLM-L6-v2".to_string(),
+    ];
+    for part in PARTS {
+        for model in &models {
+            let coll = tidemark_core::collection_name(&format!("{prefix}{part}"), model);
+            if let Ok(Some(_)) = chroma.get_collection(&coll).await {
+                if let Err(e) = chroma.delete_collection(&coll).await {
+                    problems.push(format!("cannot delete Chroma collection {coll}: {e}"));
+                }
+            }
+        }
+    }
+    Ok(problems)
+}
+
 /// Shared state of one run: connections and what to clean up.
 pub(crate) struct Ctx {
     pub cfg: Config,
@@ -182,6 +221,7 @@ pub(crate) struct Ctx {
 impl Ctx {
     /// Database (and Chroma namespace) name of one part of the run.
     pub fn part(&self, part: &str) -> String {
+        debug_assert!(PARTS.contains(&part), "{part} missing from PARTS");
         format!("{}_{part}", self.name)
     }
 

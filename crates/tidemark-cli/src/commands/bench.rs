@@ -30,6 +30,9 @@ pub struct BenchArgs {
     /// Keep the databases and Chroma collections for inspection.
     #[arg(long)]
     pub keep: bool,
+    /// Only remove what a run named --name left behind (databases and Chroma collections).
+    #[arg(long, requires = "name")]
+    pub cleanup: bool,
     /// Backlog drained with the hashing embedder (default 20000; quick 300).
     #[arg(long)]
     pub drain_backlog: Option<usize>,
@@ -107,6 +110,13 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
         || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
     {
         bail!("--name `{name}`: use 1-40 letters, digits or single `_`");
+    }
+    if args.cleanup {
+        let problems = common::runtime()?.block_on(tidemark_bench::cleanup(&cfg, &name))?;
+        for p in &problems {
+            eprintln!("warning: {p}");
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let worker_bin = match args.worker_bin {
         Some(p) => p,

@@ -1,0 +1,124 @@
+//! Smoke test of `tidemark bench --quick`: it runs every section against the real services in a
+//! few seconds, the JSON has every figure as a positive number, no section failed, and the run
+//! removed its databases. (It checks that the benchmark works, not what the numbers are.)
+
+use std::process::Command;
+use tidemark_e2e::{chroma_url, model_dir, mongo_client, mongodb_uri, tidemark_bin, unique_name};
+
+/// Every figure a full or quick run reports (the JSON's `values` keys).
+const FIGURES: &[&str] = &[
+    "write.put_ops_per_s",
+    "write.raw_txn_ops_per_s",
+    "write.plain_insert_ops_per_s",
+    "write.put_vs_raw_txn",
+    "write.put_vs_plain_insert",
+    "write.put_many_10_docs_per_s",
+    "write.put_many_50_docs_per_s",
+    "drain.worker_docs_per_s",
+    "drain.embed_alone_docs_per_s",
+    "drain.chroma_alone_docs_per_s",
+    "drain.efficiency",
+    "drain.dual_write_docs_per_s",
+    "drain.worker_vs_dual_write",
+    "local.worker_docs_per_s",
+    "local.embed_alone_docs_per_s",
+    "local.efficiency",
+    "lag.target_docs_per_s",
+    "lag.offered_docs_per_s",
+    "lag.p50_s",
+    "lag.p95_s",
+    "lag.p99_s",
+    "lag.max_s",
+    "memory.backlog_put_many_docs_per_s",
+    "memory.peak_rss_mib",
+    "memory.drain_docs_per_s",
+    "catchup.stop_s",
+    "catchup.ready_s",
+    "catchup.first_done_s",
+];
+
+/// Figures with a goal (printed next to them).
+const WITH_GOALS: &[&str] = &[
+    "write.put_vs_raw_txn",
+    "drain.efficiency",
+    "local.efficiency",
+    "lag.p99_s",
+    "memory.peak_rss_mib",
+];
+
+#[tokio::test]
+async fn quick_bench_reports_every_figure() {
+    let bin = tidemark_bin();
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p tidemark-cli` first (scripts/test does)",
+        bin.display()
+    );
+    let name = unique_name("bench");
+    let out = std::env::temp_dir().join(format!("{name}.json"));
+    let started = std::time::Instant::now();
+    let run = Command::new(&bin)
+        .args(["bench", "--quick", "--name", &name, "--out"])
+        .arg(&out)
+        .env("MONGODB_URI", mongodb_uri())
+        .env("CHROMA_URL", chroma_url())
+        .env("TIDEMARK_EMBEDDER_MODEL_DIR", model_dir())
+        .env("TIDEMARK_LOG_LEVEL", "warn")
+        .output()
+        .expect("tidemark bench runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "bench failed\n{stdout}\n{stderr}");
+    eprintln!("{stdout}\nquick bench took {:?}", started.elapsed());
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("JSON written")).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let notes = json["notes"].as_array().expect("notes").clone();
+    assert!(
+        !notes
+            .iter()
+            .any(|n| n.as_str().unwrap_or("").contains("FAILED")),
+        "a section failed: {notes:?}"
+    );
+    let values = json["values"].as_object().expect("values map");
+    for key in FIGURES {
+        let v = values.get(*key).and_then(|v| v.as_f64());
+        assert!(
+            v.is_some_and(|v| v.is_finite() && v > 0.0),
+            "figure {key} is missing or not a positive number: {v:?}\n{stdout}"
+        );
+        assert!(stdout.contains(&format!("{}", key.split('.').next().unwrap())));
+    }
+    for f in json["figures"].as_array().unwrap() {
+        let key = f["key"].as_str().unwrap();
+        assert_eq!(
+            f["goal"].is_object(),
+            WITH_GOALS.contains(&key),
+            "goal of {key}: {f}"
+        );
+    }
+    assert!(json["machine"]["cores"].as_u64().unwrap_or(0) >= 1);
+    assert_eq!(json["quick"], true);
+
+    // The run removed what it created.
+    let left: Vec<String> = mongo_client()
+        .await
+        .list_database_names()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.starts_with(&format!("{name}_")))
+        .collect();
+    assert!(left.is_empty(), "databases left behind: {left:?}");
+    let chroma =
+        tidemark_chroma::ChromaClient::new(tidemark_chroma::ChromaOptions::new(&chroma_url()))
+            .unwrap();
+    for part in ["drain", "chroma", "dual", "lag", "memory"] {
+        let coll = tidemark_core::collection_name(&format!("{name}_{part}"), "hash-384");
+        assert!(
+            chroma.get_collection(&coll).await.unwrap().is_none(),
+            "Chroma collection {coll} left behind"
+        );
+    }
+}
