@@ -72,6 +72,8 @@ pub(crate) struct EntryInfo {
 /// A document to (re)index, with everything needed to write its vector.
 struct Target {
     entry: ObjectId,
+    /// Failed attempts so far: retried documents are embedded alone.
+    attempts: i32,
     doc: DocumentRecord,
     metadata: Metadata,
 }
@@ -209,6 +211,7 @@ impl Inner {
                     let metadata = vector_metadata(&d, &model);
                     targets.push(Target {
                         entry: e.id,
+                        attempts: e.attempts,
                         doc: d,
                         metadata,
                     });
@@ -392,9 +395,28 @@ impl Inner {
         Ok(v)
     }
 
-    /// Embeds every target; when the batch fails permanently, each text alone, so that only
-    /// the poisoned ones fail.
+    /// Embeds first attempts as one call and retried documents one call each, so a document
+    /// that keeps failing (even "transiently") never drags its batch along.
     async fn embed_all(
+        &self,
+        items: Vec<(Target, Option<Metadata>)>,
+        fates: &mut HashMap<ObjectId, Fate>,
+    ) -> Vec<(Target, Option<Metadata>, Vec<f32>)> {
+        let (fresh, retried): (Vec<_>, Vec<_>) =
+            items.into_iter().partition(|(t, _)| t.attempts == 0);
+        let mut out = Vec::new();
+        if !fresh.is_empty() {
+            out.extend(self.embed_group(fresh, fates).await);
+        }
+        for one in retried {
+            out.extend(self.embed_group(vec![one], fates).await);
+        }
+        out
+    }
+
+    /// Embeds a group in one call; when it fails permanently, each text alone, so that only
+    /// the poisoned ones fail.
+    async fn embed_group(
         &self,
         items: Vec<(Target, Option<Metadata>)>,
         fates: &mut HashMap<ObjectId, Fate>,

@@ -42,6 +42,8 @@ pub struct TestEmbedder {
     pub texts: AtomicU64,
     pub calls: AtomicU64,
     pub poison: Mutex<Option<String>>,
+    /// Texts containing this marker fail with a transient error.
+    pub flaky: Mutex<Option<String>>,
     pub delay: Mutex<Duration>,
     in_flight: Mutex<HashMap<String, usize>>,
     pub overlaps: AtomicU64,
@@ -66,6 +68,11 @@ impl Embedder for TestEmbedder {
         if let Some(p) = self.poison.lock().unwrap().as_deref() {
             if texts.iter().any(|t| t.contains(p)) {
                 return Err(EmbedError::Permanent(format!("text contains {p}")));
+            }
+        }
+        if let Some(p) = self.flaky.lock().unwrap().as_deref() {
+            if texts.iter().any(|t| t.contains(p)) {
+                return Err(EmbedError::Transient(format!("text contains {p}")));
             }
         }
         self.texts.fetch_add(texts.len() as u64, Ordering::SeqCst);
@@ -271,4 +278,31 @@ pub fn processed(w: &Worker, result: &str) -> u64 {
         .entries_processed_total
         .with_label_values(&[result])
         .get()
+}
+
+/// Polls `cond` every 100 ms until it holds or `timeout` passes; returns whether it held.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if cond().await {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Number of outbox entries with this status.
+pub async fn count_status(store: &Store, status: &str) -> u64 {
+    store
+        .outbox()
+        .count_documents(doc! {"status": status})
+        .await
+        .unwrap()
 }
