@@ -1,0 +1,246 @@
+//! The long-running loop: the change stream wakes the worker; a resume token that is invalid
+//! (or gone) restarts the stream from now, counts the restart and misses nothing; SIGTERM-style
+//! shutdown returns within the deadline with leases and locks released and the token saved;
+//! `/metrics`, `/healthz` and `/readyz` answer.
+
+mod worker_support;
+
+use bson::{doc, Document};
+use std::time::{Duration, Instant};
+use tidemark_core::COLL_SYNC_STATE;
+use tidemark_store::NewDocument;
+use tidemark_worker::Worker;
+use worker_support::{count_status, test_config, wait_until, Env};
+
+fn spawn_run(
+    w: &Worker,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), tidemark_worker::WorkerError>>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let w = w.clone();
+    let h = tokio::spawn(async move {
+        w.run(async move {
+            let _ = rx.await;
+        })
+        .await
+    });
+    (tx, h)
+}
+
+fn docs(prefix: &str, n: usize) -> Vec<NewDocument> {
+    (0..n)
+        .map(|i| {
+            NewDocument::new(
+                &format!("{prefix}{i}"),
+                "t",
+                &format!("{prefix}{i} body text"),
+            )
+        })
+        .collect()
+}
+
+async fn saved_token(env: &Env) -> Option<Document> {
+    let row = env
+        .store
+        .database()
+        .collection::<Document>(COLL_SYNC_STATE)
+        .find_one(doc! {"_id": &env.cfg.worker.group})
+        .await
+        .unwrap()?;
+    row.get_document("resumeToken").ok().cloned()
+}
+
+#[tokio::test]
+async fn invalid_resume_token_restarts_from_now_and_misses_nothing() {
+    // A long sweep interval: only the change stream can deliver new writes quickly.
+    let mut cfg = test_config("wk_token");
+    cfg.worker.sweep_interval = Duration::from_secs(60);
+    let env = Env::with_config(cfg).await;
+    let w1 = env.worker();
+    let (stop, h) = spawn_run(&w1);
+    env.store.put_many(docs("a", 20)).await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            count_status(&env.store, "done").await == 20
+        })
+        .await
+    );
+    // The stream, not only the sweep, delivered them: a batch followed right after the puts.
+    stop.send(()).unwrap();
+    h.await.unwrap().unwrap();
+    let token = saved_token(&env)
+        .await
+        .expect("token saved on a drained point");
+
+    // Written while no worker runs, then the token is damaged.
+    env.store.put_many(docs("b", 30)).await.unwrap();
+    env.store
+        .database()
+        .collection::<Document>(COLL_SYNC_STATE)
+        .update_one(
+            doc! {"_id": &env.cfg.worker.group},
+            doc! {"$set": {"resumeToken": {"_data": "82FFFFFFFF000000012B0229296E04"}}},
+        )
+        .await
+        .unwrap();
+    let w2 = env.worker();
+    let (stop, h) = spawn_run(&w2);
+    env.store.put_many(docs("c", 10)).await.unwrap();
+    let all = wait_until(Duration::from_secs(20), || async {
+        count_status(&env.store, "done").await == 60
+    })
+    .await;
+    let restarts = w2
+        .metrics()
+        .change_stream_restarts_total
+        .with_label_values(&["invalid_token"])
+        .get();
+    // New writes after the restart are seen by the new stream.
+    env.store.put_many(docs("d", 5)).await.unwrap();
+    let more = wait_until(Duration::from_secs(20), || async {
+        count_status(&env.store, "done").await == 65
+    })
+    .await;
+    stop.send(()).unwrap();
+    h.await.unwrap().unwrap();
+    assert!(all && more, "no entry missed");
+    assert_eq!(restarts, 1, "the invalid token is counted once");
+    let new_token = saved_token(&env).await.unwrap();
+    assert_ne!(new_token, token);
+    assert_ne!(
+        new_token.get_str("_data").ok(),
+        Some("82FFFFFFFF000000012B0229296E04")
+    );
+    env.assert_consistent().await;
+
+    // The token is gone entirely: start from now, sweep, nothing missed.
+    env.store
+        .database()
+        .collection::<Document>(COLL_SYNC_STATE)
+        .delete_many(doc! {})
+        .await
+        .unwrap();
+    env.store.put_many(docs("e", 10)).await.unwrap();
+    let w3 = env.worker();
+    let (stop, h) = spawn_run(&w3);
+    let ok = wait_until(Duration::from_secs(20), || async {
+        count_status(&env.store, "done").await == 75
+    })
+    .await;
+    stop.send(()).unwrap();
+    h.await.unwrap().unwrap();
+    assert!(ok);
+    env.assert_consistent().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn shutdown_releases_leases_and_returns_within_the_deadline() {
+    let mut cfg = test_config("wk_stop");
+    cfg.worker.batch_size = 8;
+    cfg.worker.shutdown_deadline = Duration::from_secs(3);
+    cfg.worker.lease = Duration::from_secs(60);
+    let env = Env::with_config(cfg).await;
+    // A slow embedder: the shutdown arrives mid-batch and the batch cannot finish in time.
+    *env.embedder.delay.lock().unwrap() = Duration::from_secs(30);
+    let w = env.worker();
+    let (stop, h) = spawn_run(&w);
+    env.store.put_many(docs("s", 40)).await.unwrap();
+    let leased = wait_until(Duration::from_secs(10), || async {
+        env.store
+            .outbox()
+            .count_documents(doc! {"lease.owner": w.owner()})
+            .await
+            .unwrap()
+            > 0
+    })
+    .await;
+    assert!(leased, "the worker claimed a batch");
+    let t = Instant::now();
+    stop.send(()).unwrap();
+    h.await.unwrap().expect("run returns Ok");
+    assert!(
+        t.elapsed() <= Duration::from_secs(3),
+        "stopped in {:?}",
+        t.elapsed()
+    );
+    let held = env
+        .store
+        .outbox()
+        .count_documents(doc! {"lease": {"$ne": null}})
+        .await
+        .unwrap();
+    assert_eq!(held, 0, "leases released");
+    let locks = env
+        .store
+        .database()
+        .collection::<Document>(tidemark_worker::COLL_LOCKS)
+        .count_documents(doc! {})
+        .await
+        .unwrap();
+    assert_eq!(locks, 0, "document locks released");
+    assert_eq!(
+        count_status(&env.store, "pending").await,
+        40,
+        "nothing marked without a write"
+    );
+    // A new worker picks everything up at once (no waiting for lease expiry).
+    *env.embedder.delay.lock().unwrap() = Duration::ZERO;
+    let r = env.worker().drain().await.unwrap();
+    assert_eq!(r.indexed, 40);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn http_endpoints_answer() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = test_config("wk_http");
+    cfg.metrics.addr = format!("127.0.0.1:{port}");
+    let env = Env::with_config(cfg).await;
+    let w = env.worker();
+    let (stop, h) = spawn_run(&w);
+    env.store.put_many(docs("h", 5)).await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            count_status(&env.store, "done").await == 5
+        })
+        .await
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let get = |p: &str| reqwest::get(format!("{base}{p}"));
+    let health = get("/healthz").await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"mongodb": "ok", "chroma": "ok", "embedder": "ok"})
+    );
+    // Gauges are refreshed every second.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let text = get("/metrics").await.unwrap().text().await.unwrap();
+    for name in [
+        "tidemark_outbox_pending 0",
+        "tidemark_outbox_dead 0",
+        "tidemark_outbox_lag_seconds 0",
+        "tidemark_entries_processed_total{result=\"indexed\"} 5",
+        "tidemark_end_to_end_seconds_count",
+        "tidemark_embed_seconds_count",
+        "tidemark_vector_write_seconds_count",
+        "tidemark_batch_size_count",
+        "tidemark_resume_token_age_seconds",
+        "tidemark_build_info{model=\"test-hash-64\"",
+    ] {
+        assert!(text.contains(name), "missing {name} in\n{text}");
+    }
+    stop.send(()).unwrap();
+    h.await.unwrap().unwrap();
+    env.cleanup().await;
+}
