@@ -19,7 +19,7 @@ async fn a_poisoned_document_ends_dead_and_the_rest_are_indexed() {
     let w = env.worker();
     w.init().await.unwrap();
     let mut docs: Vec<_> = (0..30)
-        .map(|i| NewDocument::new(&format!("p{i}"), "t", &format!("p{i} fine text")))
+        .map(|i| NewDocument::new(format!("p{i}"), "t", format!("p{i} fine text")))
         .collect();
     docs[17] = NewDocument::new("p17", "t", "p17 contains POISON here");
     env.store.put_many(docs).await.unwrap();

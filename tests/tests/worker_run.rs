@@ -33,9 +33,9 @@ fn docs(prefix: &str, n: usize) -> Vec<NewDocument> {
     (0..n)
         .map(|i| {
             NewDocument::new(
-                &format!("{prefix}{i}"),
+                format!("{prefix}{i}"),
                 "t",
-                &format!("{prefix}{i} body text"),
+                format!("{prefix}{i} body text"),
             )
         })
         .collect()
