@@ -110,6 +110,8 @@ pub struct Env {
     pub store: Store,
     pub chroma: ChromaClient,
     pub embedder: Arc<TestEmbedder>,
+    /// Model id whose collection `vectors()` reads (the test embedder's by default).
+    pub model: String,
 }
 
 /// Fast settings for tests.
@@ -144,6 +146,7 @@ impl Env {
             store,
             chroma,
             embedder: Arc::new(TestEmbedder::default()),
+            model: "test-hash-64".into(),
         }
     }
 
@@ -165,7 +168,7 @@ impl Env {
     }
 
     pub fn collection_name(&self) -> String {
-        tidemark_core::collection_name(&self.cfg.chroma.namespace, self.embedder.model_id())
+        tidemark_core::collection_name(&self.cfg.chroma.namespace, &self.model)
     }
 
     pub async fn collection_id(&self) -> String {

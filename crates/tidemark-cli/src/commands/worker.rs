@@ -1,0 +1,76 @@
+//! `tidemark worker`: runs the worker daemon (change stream, sweeps, batches, `/metrics`,
+//! `/healthz`, `/readyz`) until SIGTERM or SIGINT, then stops gracefully within
+//! `worker.shutdown_deadline` and exits 0. `--once` drains what is due and exits instead.
+
+use crate::common::{init_logging, runtime, GlobalArgs};
+use anyhow::Context;
+use std::process::ExitCode;
+use std::time::Duration;
+use tidemark_chroma::{ChromaClient, ChromaOptions};
+use tidemark_store::Store;
+use tidemark_worker::Worker;
+
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    /// Process everything that is due, print a summary and exit (no change stream, no HTTP).
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("stop signal received");
+}
+
+pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let cfg = global.load_config()?;
+    init_logging(&cfg);
+    tracing::info!(
+        mongodb = %tidemark_core::redact_uri(&cfg.mongodb.uri),
+        database = %cfg.mongodb.database,
+        chroma = %tidemark_core::redact_uri(&cfg.chroma.url),
+        provider = ?cfg.embedder.provider,
+        "starting worker"
+    );
+    let embedder = tidemark_embed::from_config(&cfg.embedder).context("cannot load the embedder")?;
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let store = Store::connect(&cfg).await.context("cannot connect to MongoDB")?;
+        let chroma = ChromaClient::new(ChromaOptions::from_config(&cfg.chroma))?;
+        let registry = prometheus::Registry::new();
+        let worker = Worker::new(cfg.clone(), store, chroma, embedder, &registry)?;
+        if args.once {
+            worker.init().await?;
+            let r = worker.drain().await?;
+            println!(
+                "claimed {} entries: {} indexed, {} unchanged, {} superseded, {} deleted, {} dead, {} to retry",
+                r.claimed, r.indexed, r.unchanged, r.superseded, r.deleted, r.dead, r.retried
+            );
+            return anyhow::Ok(());
+        }
+        worker.run(shutdown_signal()).await?;
+        anyhow::Ok(())
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result?;
+    Ok(ExitCode::SUCCESS)
+}

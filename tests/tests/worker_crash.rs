@@ -1,0 +1,113 @@
+//! Crash safety of the real `tidemark worker` binary: while 2,400 documents are imported (and
+//! some updated and deleted), the worker process is killed with SIGKILL at random moments at
+//! least five times and restarted; a final worker drains and stops on SIGTERM with exit 0. At
+//! the end every live document has exactly one vector with its latest contentHash, there is no
+//! orphan vector and no entry is left pending.
+//!
+//! REQUIRES the binary: `cargo build -p tidemark-cli` before this test (scripts/test does it).
+
+mod worker_support;
+
+use rand::Rng;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tidemark_core::config::EmbedderKind;
+use tidemark_store::NewDocument;
+use worker_support::{count_status, test_config, wait_until, Env};
+
+fn spawn_worker(config: &std::path::Path) -> Child {
+    let bin = tidemark_e2e::tidemark_bin();
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build -p tidemark-cli` first",
+        bin.display()
+    );
+    Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .arg("worker")
+        .env_remove("MONGODB_URI")
+        .env_remove("CHROMA_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tidemark worker")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_import_loses_nothing() {
+    let mut cfg = test_config("wk_crash");
+    cfg.embedder.provider = EmbedderKind::Hash;
+    cfg.embedder.dimension = 64;
+    cfg.worker.lease = Duration::from_secs(2);
+    cfg.worker.sweep_interval = Duration::from_millis(500);
+    cfg.log.level = "warn".into();
+    let mut env = Env::with_config(cfg.clone()).await;
+    env.model = "hash-64".into();
+    let dir = std::env::temp_dir().join(&cfg.mongodb.database);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("tidemark.toml");
+    std::fs::write(&config, toml::to_string(&cfg).unwrap()).unwrap();
+
+    // The import runs concurrently with the killing.
+    let store = env.store.clone();
+    let writer = tokio::spawn(async move {
+        for chunk in 0..24 {
+            let docs: Vec<_> = (chunk * 100..chunk * 100 + 100)
+                .map(|i| NewDocument::new(format!("c{i}"), "t", format!("c{i} imported text {i}")))
+                .collect();
+            store.put_many(docs).await.unwrap();
+            if chunk % 4 == 3 {
+                // Update and delete some already imported documents.
+                for i in (chunk * 100 - 300..chunk * 100).step_by(7) {
+                    let d =
+                        NewDocument::new(format!("c{i}"), "t", format!("c{i} updated at {chunk}"));
+                    store.put(d).await.unwrap();
+                }
+                for i in (chunk * 100 - 300..chunk * 100).step_by(31) {
+                    store.delete(&format!("c{i}")).await.unwrap();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+    });
+
+    let mut kills = 0;
+    let mut rng = rand::rng();
+    while kills < 5 || !writer.is_finished() {
+        let mut child = spawn_worker(&config);
+        let ms = rng.random_range(300..1500);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        assert!(child.try_wait().unwrap().is_none(), "worker exited early");
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+    }
+    writer.await.unwrap();
+    assert!(kills >= 5);
+    let done_before = count_status(&env.store, "done").await;
+    assert!(done_before > 0, "the killed workers made progress");
+
+    // A last worker drains everything, then stops gracefully on SIGTERM with exit 0.
+    let mut child = spawn_worker(&config);
+    let drained = wait_until(Duration::from_secs(90), || async {
+        count_status(&env.store, "pending").await == 0
+    })
+    .await;
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(drained, "drained after restarts");
+    assert!(exit.success(), "graceful stop exits 0: {exit:?}");
+    assert_eq!(count_status(&env.store, "dead").await, 0);
+    let docs = env.documents().await;
+    assert!(docs.len() > 2000, "{} live documents", docs.len());
+    env.assert_consistent().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    env.cleanup().await;
+}
