@@ -5,7 +5,13 @@
 //!
 //! Errors say whether a retry can help (`EmbedError::is_transient`).
 
+pub mod hash;
+pub mod local;
+pub mod openai;
+pub mod server;
+
 use std::sync::Arc;
+use tidemark_core::config::{EmbedderConfig, EmbedderKind};
 
 /// Errors of an embedder. Transient ones (network, 429, 5xx) are worth retrying later;
 /// permanent ones (bad input, auth, dimension mismatch) are not.
@@ -39,3 +45,25 @@ pub trait Embedder: Send + Sync {
 
 /// A shared embedder.
 pub type SharedEmbedder = Arc<dyn Embedder>;
+
+/// Builds the configured embedder. The local model is loaded here (a missing model folder is a
+/// `Config` error naming the file), so a bad configuration fails at start-up.
+pub fn from_config(cfg: &EmbedderConfig) -> Result<SharedEmbedder, EmbedError> {
+    let embedder: SharedEmbedder = match cfg.provider {
+        EmbedderKind::Hash => Arc::new(hash::HashEmbedder::new(cfg.dimension)),
+        EmbedderKind::Local => {
+            let e = local::LocalEmbedder::load(&cfg.model_dir)?;
+            if e.dimension() != cfg.dimension {
+                return Err(EmbedError::Config(format!(
+                    "embedder.dimension is {} but the model in {} produces {}",
+                    cfg.dimension,
+                    cfg.model_dir.display(),
+                    e.dimension()
+                )));
+            }
+            Arc::new(e)
+        }
+        EmbedderKind::Openai => Arc::new(openai::OpenAiEmbedder::from_config(cfg)?),
+    };
+    Ok(embedder)
+}

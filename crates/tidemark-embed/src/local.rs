@@ -1,0 +1,211 @@
+//! all-MiniLM-L6-v2 in process: candle's BERT plus the Hugging Face tokenizer, read from a model
+//! folder (model.safetensors, tokenizer.json, config.json, 1_Pooling/config.json and, optionally,
+//! sentence_bert_config.json). Mean pooling over the attention mask and L2 normalisation, as
+//! sentence-transformers does. Nothing is downloaded: a missing file is a clear error.
+
+use crate::{EmbedError, Embedder};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use prometheus::IntCounter;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+/// Model id reported for the folder's model (used in the Chroma collection name).
+pub const MODEL_ID: &str = "all-MiniLM-L6-v2";
+/// Texts per forward pass.
+pub const MAX_BATCH: usize = 32;
+
+/// Texts cut at the model's maximum sequence length, since start. Register it in a registry with
+/// `registry.register(Box::new(TRUNCATED_TEXTS.clone()))` to expose it.
+pub static TRUNCATED_TEXTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "tidemark_embed_truncated_texts_total",
+        "Texts cut at the local model's maximum sequence length",
+    )
+    .expect("valid metric")
+});
+
+/// The local sentence embedder.
+pub struct LocalEmbedder {
+    inner: Arc<Inner>,
+    dimension: usize,
+}
+
+struct Inner {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    max_len: usize,
+    device: Device,
+}
+
+fn file(dir: &Path, name: &str) -> Result<PathBuf, EmbedError> {
+    let p = dir.join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(EmbedError::Config(format!(
+            "model folder {} has no {name} (run `scripts/services up` to fetch all-MiniLM-L6-v2, or set embedder.model_dir)",
+            dir.display()
+        )))
+    }
+}
+
+fn cfg_err(what: &str, e: impl std::fmt::Display) -> EmbedError {
+    EmbedError::Config(format!("{what}: {e}"))
+}
+
+impl LocalEmbedder {
+    /// Loads the model from `model_dir`. Fails with `EmbedError::Config` naming a missing or
+    /// unreadable file, or a pooling mode other than mean pooling.
+    pub fn load(model_dir: &Path) -> Result<Self, EmbedError> {
+        let config_text = std::fs::read_to_string(file(model_dir, "config.json")?)
+            .map_err(|e| cfg_err("config.json", e))?;
+        let config: BertConfig =
+            serde_json::from_str(&config_text).map_err(|e| cfg_err("config.json", e))?;
+        let pooling: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(file(model_dir, "1_Pooling/config.json")?)
+                .map_err(|e| cfg_err("1_Pooling/config.json", e))?,
+        )
+        .map_err(|e| cfg_err("1_Pooling/config.json", e))?;
+        if pooling["pooling_mode_mean_tokens"] != serde_json::Value::Bool(true) {
+            return Err(EmbedError::Config(
+                "1_Pooling/config.json: only mean pooling is supported".into(),
+            ));
+        }
+        // sentence-transformers truncates at max_seq_length (256 for this model), not at the
+        // tokenizer file's own setting.
+        let max_len = std::fs::read_to_string(model_dir.join("sentence_bert_config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["max_seq_length"].as_u64())
+            .map(|n| n as usize)
+            .unwrap_or(config.max_position_embeddings)
+            .min(config.max_position_embeddings);
+
+        let mut tokenizer = Tokenizer::from_file(file(model_dir, "tokenizer.json")?)
+            .map_err(|e| cfg_err("tokenizer.json", e))?;
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                ..Default::default()
+            }))
+            .map_err(|e| cfg_err("tokenizer truncation", e))?;
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..Default::default()
+        }));
+
+        let device = Device::Cpu;
+        let weights = file(model_dir, "model.safetensors")?;
+        // SAFETY: the file is memory-mapped read-only; it must not be modified while loaded,
+        // which holds for a model folder.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
+            .map_err(|e| cfg_err("model.safetensors", e))?;
+        let model = BertModel::load(vb, &config).map_err(|e| cfg_err("model.safetensors", e))?;
+        Ok(LocalEmbedder {
+            dimension: config.hidden_size,
+            inner: Arc::new(Inner {
+                model,
+                tokenizer,
+                max_len,
+                device,
+            }),
+        })
+    }
+
+    /// Embeds texts synchronously (CPU-bound; call from a blocking thread).
+    pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(MAX_BATCH) {
+            out.extend(self.inner.forward(chunk)?);
+        }
+        Ok(out)
+    }
+}
+
+impl Inner {
+    fn forward(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let enc_err = |e: &dyn std::fmt::Display| EmbedError::Permanent(format!("tokenizer: {e}"));
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| enc_err(&e))?;
+        let truncated = encodings
+            .iter()
+            .filter(|e| !e.get_overflowing().is_empty())
+            .count();
+        if truncated > 0 {
+            TRUNCATED_TEXTS.inc_by(truncated as u64);
+            tracing::debug!(
+                truncated,
+                max_tokens = self.max_len,
+                "texts truncated at the model's maximum sequence length"
+            );
+        }
+        let n = encodings.len();
+        let len = encodings.first().map(|e| e.get_ids().len()).unwrap_or(0);
+        let mut ids = Vec::with_capacity(n * len);
+        let mut mask = Vec::with_capacity(n * len);
+        for e in &encodings {
+            ids.extend_from_slice(e.get_ids());
+            mask.extend_from_slice(e.get_attention_mask());
+        }
+        let model_err = |e: candle_core::Error| EmbedError::Permanent(format!("model: {e}"));
+        let ids = Tensor::from_vec(ids, (n, len), &self.device).map_err(model_err)?;
+        let mask = Tensor::from_vec(mask, (n, len), &self.device).map_err(model_err)?;
+        let type_ids = ids.zeros_like().map_err(model_err)?;
+        let hidden = self
+            .model
+            .forward(&ids, &type_ids, Some(&mask))
+            .map_err(model_err)?; // (n, len, dim)
+        let mask_f = mask
+            .to_dtype(DType::F32)
+            .and_then(|m| m.unsqueeze(2))
+            .map_err(model_err)?; // (n, len, 1)
+        let summed = hidden
+            .broadcast_mul(&mask_f)
+            .and_then(|t| t.sum(1))
+            .map_err(model_err)?; // (n, dim)
+        let counts = mask_f
+            .sum(1)
+            .and_then(|c| c.clamp(1e-9, f64::MAX))
+            .map_err(model_err)?; // (n, 1)
+        let mean = summed.broadcast_div(&counts).map_err(model_err)?;
+        let norm = mean
+            .sqr()
+            .and_then(|t| t.sum_keepdim(1))
+            .and_then(|t| t.sqrt())
+            .and_then(|t| t.clamp(1e-12, f64::MAX))
+            .map_err(model_err)?;
+        mean.broadcast_div(&norm)
+            .and_then(|t| t.to_vec2::<f32>())
+            .map_err(model_err)
+    }
+}
+
+#[async_trait::async_trait]
+impl Embedder for LocalEmbedder {
+    fn model_id(&self) -> &str {
+        MODEL_ID
+    }
+
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let this = LocalEmbedder {
+            inner: self.inner.clone(),
+            dimension: self.dimension,
+        };
+        let texts = texts.to_vec();
+        tokio::task::spawn_blocking(move || this.embed_blocking(&texts))
+            .await
+            .map_err(|e| EmbedError::Transient(format!("embedding task failed: {e}")))?
+    }
+}
