@@ -36,6 +36,8 @@ enum Command {
     /// Measure the write path, drain rates, lag, worker memory and catch-up against the real
     /// services; print a table and write the figures as JSON (--out). Reports, never fails on a number.
     Bench(commands::bench::BenchArgs),
+    /// Embedding tools: `embed serve` serves the local model over an OpenAI-compatible API.
+    Embed(commands::embed::EmbedArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Delete(args) => commands::docs::run_delete(&cli.global, args),
         Command::Import(args) => commands::import::run(&cli.global, args),
         Command::Bench(args) => commands::bench::run(&cli.global, args),
+        Command::Embed(args) => commands::embed::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -3,4 +3,5 @@
 pub mod bench;
 pub mod config;
 pub mod docs;
+pub mod embed;
 pub mod import;

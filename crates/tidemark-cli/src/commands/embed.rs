@@ -1,0 +1,63 @@
+//! `tidemark embed serve`: serve the local all-MiniLM-L6-v2 model over an OpenAI-compatible API.
+
+use crate::common::{init_logging, runtime, GlobalArgs};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(clap::Args, Debug)]
+pub struct EmbedArgs {
+    #[command(subcommand)]
+    action: EmbedAction,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum EmbedAction {
+    /// Serve POST /v1/embeddings, GET /v1/models and GET /healthz until SIGINT/SIGTERM.
+    Serve {
+        /// Model folder (safetensors, tokenizer.json, config.json, 1_Pooling/config.json);
+        /// defaults to embedder.model_dir.
+        #[arg(long)]
+        model_dir: Option<PathBuf>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        addr: SocketAddr,
+    },
+}
+
+pub fn run(global: &GlobalArgs, args: EmbedArgs) -> anyhow::Result<ExitCode> {
+    let cfg = global.load_config()?;
+    init_logging(&cfg);
+    match args.action {
+        EmbedAction::Serve { model_dir, addr } => {
+            let dir = model_dir.unwrap_or_else(|| cfg.embedder.model_dir.clone());
+            let embedder = tidemark_embed::local::LocalEmbedder::load(&dir)
+                .with_context(|| format!("cannot load the model from {}", dir.display()))?;
+            runtime()?.block_on(async move {
+                tidemark_embed::server::serve(Arc::new(embedder), addr, shutdown_signal())
+                    .await
+                    .with_context(|| format!("cannot serve on {addr}"))
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
