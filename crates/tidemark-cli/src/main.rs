@@ -38,6 +38,11 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// Embedding tools: `embed serve` serves the local model over an OpenAI-compatible API.
     Embed(commands::embed::EmbedArgs),
+    /// Run the worker: tail the outbox, embed, upsert into Chroma, mark done; serves /metrics,
+    /// /healthz, /readyz. Stops gracefully on SIGTERM/SIGINT (exit 0). --once: drain and exit.
+    Worker(commands::worker::WorkerArgs),
+    /// Embed a query and print the nearest documents (contentId, score, first line).
+    Search(commands::search::SearchArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +55,8 @@ fn main() -> ExitCode {
         Command::Import(args) => commands::import::run(&cli.global, args),
         Command::Bench(args) => commands::bench::run(&cli.global, args),
         Command::Embed(args) => commands::embed::run(&cli.global, args),
+        Command::Worker(args) => commands::worker::run(&cli.global, args),
+        Command::Search(args) => commands::search::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -5,3 +5,5 @@ pub mod config;
 pub mod docs;
 pub mod embed;
 pub mod import;
+pub mod search;
+pub mod worker;

@@ -24,7 +24,11 @@ pub struct SearchArgs {
 }
 
 fn first_line(s: &str, max: usize) -> String {
-    let line = s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let line = s
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
     if line.chars().count() > max {
         let cut: String = line.chars().take(max - 1).collect();
         format!("{cut}…")
@@ -38,7 +42,8 @@ pub fn run(global: &GlobalArgs, args: SearchArgs) -> anyhow::Result<ExitCode> {
     if args.k == 0 {
         bail!("-k must be at least 1");
     }
-    let embedder = tidemark_embed::from_config(&cfg.embedder).context("cannot load the embedder")?;
+    let embedder =
+        tidemark_embed::from_config(&cfg.embedder).context("cannot load the embedder")?;
     let rt = runtime()?;
     rt.block_on(async {
         let chroma = ChromaClient::new(ChromaOptions::from_config(&cfg.chroma))?;

@@ -51,7 +51,8 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         provider = ?cfg.embedder.provider,
         "starting worker"
     );
-    let embedder = tidemark_embed::from_config(&cfg.embedder).context("cannot load the embedder")?;
+    let embedder =
+        tidemark_embed::from_config(&cfg.embedder).context("cannot load the embedder")?;
     let rt = runtime()?;
     let result = rt.block_on(async {
         let store = Store::connect(&cfg).await.context("cannot connect to MongoDB")?;
