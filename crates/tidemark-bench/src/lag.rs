@@ -29,7 +29,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report, capacity: f64) -> Result<(), Be
     worker.wait_ready(Duration::from_secs(60)).await?;
     // Warm-up: the first entries pay for the collection and connections; not counted.
     store.put_many(data::documents("warm", 0, 10)).await?;
-    wait_drained(&store, &mut worker, Duration::from_secs(60)).await?;
+    wait_drained(&store, &mut worker, 10, Duration::from_secs(60)).await?;
 
     let next = Arc::new(AtomicUsize::new(0));
     let t0 = tokio::time::Instant::now();
@@ -53,7 +53,13 @@ pub async fn run(ctx: &Ctx, report: &mut Report, capacity: f64) -> Result<(), Be
             .map_err(|e| BenchError::Setup(format!("writer task: {e}")))??;
     }
     let offered = rate(total, t0.elapsed());
-    wait_drained(&store, &mut worker, Duration::from_secs(120)).await?;
+    wait_drained(
+        &store,
+        &mut worker,
+        10 + total as u64,
+        Duration::from_secs(120),
+    )
+    .await?;
     let metrics = worker.metrics().await.unwrap_or_default();
     worker.stop(Duration::from_secs(30)).await?;
 

@@ -105,6 +105,9 @@ pub struct Counts {
     pub lag_seconds: f64,
     /// Backlog for the peak memory and catch-up measurement.
     pub memory_backlog: usize,
+    /// Longest wait for a worker drain (hash embedder and memory sections); past it the rate
+    /// is taken over what was done, so a slow worker cannot stretch the run.
+    pub drain_max_seconds: f64,
     /// Worker batch size (also Chroma's batch size in the comparison).
     pub batch_size: usize,
     /// Dimension of the hashing embedder.
@@ -120,10 +123,11 @@ impl Counts {
             put_many_sizes: vec![10, 100, 1000],
             put_many_docs: 5000,
             drain_backlog: 20_000,
-            dual_write_docs: 2000,
-            local_backlog: 1000,
+            dual_write_docs: 500,
+            local_backlog: 400,
             lag_seconds: 20.0,
             memory_backlog: 100_000,
+            drain_max_seconds: 45.0,
             batch_size: 64,
             hash_dimension: 384,
         }
@@ -141,6 +145,7 @@ impl Counts {
             local_backlog: 24,
             lag_seconds: 2.0,
             memory_backlog: 500,
+            drain_max_seconds: 60.0,
             batch_size: 64,
             hash_dimension: 384,
         }

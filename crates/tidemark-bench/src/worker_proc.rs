@@ -181,6 +181,16 @@ impl WorkerProc {
     }
 }
 
+/// Entries this worker process finished (done or dead; not retries), from
+/// `tidemark_entries_processed_total`.
+pub fn processed_total(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("tidemark_entries_processed_total{") && !l.contains("\"retry\""))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// A `kB` field of /proc/<pid>/status.
 pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -234,6 +244,15 @@ mod tests {
         assert_eq!(h["tidemark_embed_seconds"], (1.5, 4));
         assert_eq!(h["tidemark_vector_write_seconds{op=\"upsert\"}"], (2.25, 9));
         assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn processed_counts_results_but_not_retries() {
+        let text = "tidemark_entries_processed_total{result=\"indexed\"} 60\n\
+            tidemark_entries_processed_total{result=\"superseded\"} 4\n\
+            tidemark_entries_processed_total{result=\"retry\"} 7\n\
+            tidemark_outbox_pending 3\n";
+        assert_eq!(processed_total(text), 64);
     }
 
     #[test]
