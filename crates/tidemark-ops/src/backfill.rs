@@ -1,0 +1,412 @@
+//! `backfill`: enqueue `upsert` outbox entries for documents, in `_id` order and in batches,
+//! resumable after an interruption, each document enqueued at most once per run.
+//!
+//! A run keeps a checkpoint in `sync_state` under `_id: "backfill:<run>"`: its options, the
+//! last document `_id` it has passed, counters, `startedAt`/`updatedAt` and, at the end,
+//! `completedAt`. Each batch's outbox entries and the checkpoint advance are written in ONE
+//! transaction, and the checkpoint update is conditional on the `lastId` the batch started
+//! from, so a crash at any point either wrote both or neither, and two processes running the
+//! same run cannot both enqueue a batch. A restart with the same run id continues after the
+//! last committed batch. A completed run does nothing again unless `restart` is set (which
+//! deletes the checkpoint first). The default run id is derived from the options
+//! (`all` or `missing`, plus `-type-<T>`), so re-running the same command resumes.
+//!
+//! Selection: all documents (optionally of one `type`), for a full re-embed; or with
+//! `missing_only`, documents that have no vector: `indexedVersion` absent or below `version`,
+//! or no vector with their id in the Chroma collection of the configured model (checked per
+//! batch by id). In `missing_only` mode, documents with a pending outbox entry are skipped:
+//! the worker is about to index them anyway.
+//! Entries carry the document's version and hash as read inside the transaction.
+
+use crate::txn::{self, Body};
+use crate::{rfc3339, Ops, OpsError, Progress};
+use bson::{doc, oid::ObjectId, Bson, DateTime, Document};
+use futures::{FutureExt, TryStreamExt};
+use serde::Serialize;
+use std::collections::HashSet;
+use tidemark_core::{Op, OutboxEntry, COLL_DOCUMENTS, COLL_OUTBOX, COLL_SYNC_STATE};
+
+/// Prefix of checkpoint ids in `sync_state`.
+pub const CHECKPOINT_PREFIX: &str = "backfill:";
+
+/// How to backfill.
+#[derive(Debug, Clone)]
+pub struct BackfillOptions {
+    /// Only documents of this `type`.
+    pub doc_type: Option<String>,
+    /// Only documents without a vector (see the module doc); otherwise all.
+    pub missing_only: bool,
+    /// Documents read per batch (one transaction per batch).
+    pub batch_size: usize,
+    /// Stop after this many batches (the run stays resumable).
+    pub max_batches: Option<u64>,
+    /// Run id; defaults to one derived from the options.
+    pub run_id: Option<String>,
+    /// Forget the checkpoint of this run and start from the beginning.
+    pub restart: bool,
+}
+
+impl Default for BackfillOptions {
+    fn default() -> Self {
+        BackfillOptions {
+            doc_type: None,
+            missing_only: false,
+            batch_size: 500,
+            max_batches: None,
+            run_id: None,
+            restart: false,
+        }
+    }
+}
+
+impl BackfillOptions {
+    /// The run id used: the explicit one or `all`/`missing` plus `-type-<T>`.
+    pub fn effective_run_id(&self) -> String {
+        if let Some(r) = &self.run_id {
+            return r.clone();
+        }
+        let mut s = if self.missing_only { "missing" } else { "all" }.to_string();
+        if let Some(t) = &self.doc_type {
+            s.push_str("-type-");
+            s.push_str(t);
+        }
+        s
+    }
+}
+
+/// What a backfill call did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackfillReport {
+    pub run_id: String,
+    /// This call continued an earlier, interrupted call of the run.
+    pub resumed: bool,
+    /// The run had already completed; nothing was done (use restart).
+    pub already_completed: bool,
+    /// The run reached the end of the documents.
+    pub completed: bool,
+    /// Documents read by this call.
+    pub scanned: u64,
+    /// Entries written by this call.
+    pub enqueued: u64,
+    /// Batches committed by this call.
+    pub batches: u64,
+    /// Over the whole run (all calls).
+    pub total_scanned: u64,
+    pub total_enqueued: u64,
+    /// Last document `_id` passed (where a resume continues).
+    pub last_id: Option<String>,
+    pub started_at: String,
+}
+
+fn checkpoint_id(run: &str) -> String {
+    format!("{CHECKPOINT_PREFIX}{run}")
+}
+
+fn int(d: &Document, k: &str) -> u64 {
+    match d.get(k) {
+        Some(Bson::Int64(i)) => *i as u64,
+        Some(Bson::Int32(i)) => *i as u64,
+        _ => 0,
+    }
+}
+
+/// Reads or creates the checkpoint; checks that its options match.
+async fn load_checkpoint(
+    ops: &Ops,
+    id: &str,
+    opts: &BackfillOptions,
+) -> Result<(Document, bool), OpsError> {
+    let coll = ops.store.database().collection::<Document>(COLL_SYNC_STATE);
+    if opts.restart {
+        coll.delete_one(doc! {"_id": id}).await?;
+    }
+    let type_bson = opts
+        .doc_type
+        .clone()
+        .map(Bson::String)
+        .unwrap_or(Bson::Null);
+    if let Some(cp) = coll.find_one(doc! {"_id": id}).await? {
+        let same_type = cp.get("type").cloned().unwrap_or(Bson::Null) == type_bson;
+        let same_mode = cp.get_bool("missingOnly").ok() == Some(opts.missing_only);
+        if !(same_type && same_mode) {
+            return Err(OpsError::Conflict(format!(
+                "backfill run `{}` was started with other options (type {:?}, missingOnly {:?}); \
+                 use the same options, another run id, or restart",
+                &id[CHECKPOINT_PREFIX.len()..],
+                cp.get("type"),
+                cp.get_bool("missingOnly").ok()
+            )));
+        }
+        return Ok((cp, true));
+    }
+    let now = DateTime::now();
+    let cp = doc! {
+        "_id": id,
+        "kind": "backfill",
+        "type": type_bson,
+        "missingOnly": opts.missing_only,
+        "lastId": Bson::Null,
+        "scanned": 0_i64,
+        "enqueued": 0_i64,
+        "batches": 0_i64,
+        "startedAt": now,
+        "updatedAt": now,
+    };
+    match coll.insert_one(cp.clone()).await {
+        Ok(_) => Ok((cp, false)),
+        Err(e) if is_duplicate(&e) => {
+            let cp = coll.find_one(doc! {"_id": id}).await?.ok_or_else(|| {
+                OpsError::Conflict("backfill checkpoint vanished while starting".into())
+            })?;
+            Ok((cp, true))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn is_duplicate(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    matches!(e.kind.as_ref(), ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == 11000)
+}
+
+/// Which of a page's documents to enqueue.
+async fn select(
+    ops: &Ops,
+    cid: Option<&str>,
+    page: &[Document],
+    missing_only: bool,
+) -> Result<Vec<ObjectId>, OpsError> {
+    let ids: Vec<ObjectId> = page
+        .iter()
+        .filter_map(|d| d.get_object_id("_id").ok())
+        .collect();
+    if !missing_only {
+        return Ok(ids);
+    }
+    let in_chroma: HashSet<String> = match cid {
+        Some(cid) => {
+            let hex: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
+            ops.chroma
+                .get(cid, &hex, false)
+                .await?
+                .into_iter()
+                .map(|r| r.id)
+                .collect()
+        }
+        None => HashSet::new(),
+    };
+    let version = |d: &Document, k: &str| match d.get(k) {
+        Some(Bson::Int64(i)) => Some(*i),
+        Some(Bson::Int32(i)) => Some(*i as i64),
+        _ => None,
+    };
+    let missing: Vec<ObjectId> = page
+        .iter()
+        .filter(|d| {
+            let Ok(id) = d.get_object_id("_id") else {
+                return false;
+            };
+            let v = version(d, "version").unwrap_or(0);
+            version(d, "indexedVersion").is_none_or(|iv| iv < v)
+                || !in_chroma.contains(&id.to_hex())
+        })
+        .filter_map(|d| d.get_object_id("_id").ok())
+        .collect();
+    if missing.is_empty() {
+        return Ok(missing);
+    }
+    let pending: HashSet<ObjectId> = ops
+        .store
+        .database()
+        .collection::<Document>(COLL_OUTBOX)
+        .distinct(
+            "documentId",
+            doc! {"documentId": {"$in": &missing}, "status": "pending"},
+        )
+        .await?
+        .into_iter()
+        .filter_map(|b| b.as_object_id())
+        .collect();
+    Ok(missing
+        .into_iter()
+        .filter(|i| !pending.contains(i))
+        .collect())
+}
+
+/// Runs (or resumes) a backfill; see the module doc.
+pub async fn backfill(
+    ops: &Ops,
+    opts: &BackfillOptions,
+    progress: &dyn Progress,
+) -> Result<BackfillReport, OpsError> {
+    let run = opts.effective_run_id();
+    if run.is_empty() {
+        return Err(OpsError::Invalid("run id must not be empty".into()));
+    }
+    let cp_id = checkpoint_id(&run);
+    let (cp, resumed) = load_checkpoint(ops, &cp_id, opts).await?;
+    let mut report = BackfillReport {
+        run_id: run.clone(),
+        resumed,
+        total_scanned: int(&cp, "scanned"),
+        total_enqueued: int(&cp, "enqueued"),
+        last_id: cp.get_object_id("lastId").ok().map(|i| i.to_hex()),
+        started_at: cp
+            .get_datetime("startedAt")
+            .map(|t| rfc3339(*t))
+            .unwrap_or_default(),
+        ..Default::default()
+    };
+    if cp.contains_key("completedAt") {
+        report.already_completed = true;
+        report.completed = true;
+        return Ok(report);
+    }
+    let mut last: Option<ObjectId> = cp.get_object_id("lastId").ok();
+    let cid = ops.collection_id().await?;
+    let docs = ops.store.database().collection::<Document>(COLL_DOCUMENTS);
+    let mut base = doc! {};
+    if let Some(t) = &opts.doc_type {
+        base.insert("type", t);
+    }
+    let total = docs.count_documents(base.clone()).await?;
+    progress.phase("backfill", Some(total));
+    progress.inc(report.total_scanned.min(total));
+    let batch = opts.batch_size.clamp(1, 5000);
+    loop {
+        if opts.max_batches.is_some_and(|m| report.batches >= m) {
+            break;
+        }
+        let mut filter = base.clone();
+        if let Some(l) = last {
+            filter.insert("_id", doc! {"$gt": l});
+        }
+        let page: Vec<Document> = docs
+            .find(filter)
+            .sort(doc! {"_id": 1})
+            .limit(batch as i64)
+            .projection(doc! {"version": 1, "indexedVersion": 1})
+            .await?
+            .try_collect()
+            .await?;
+        let Some(page_last) = page.last().and_then(|d| d.get_object_id("_id").ok()) else {
+            ops.store
+                .database()
+                .collection::<Document>(COLL_SYNC_STATE)
+                .update_one(
+                    doc! {"_id": &cp_id, "lastId": last.map(Bson::ObjectId).unwrap_or(Bson::Null)},
+                    doc! {"$set": {"completedAt": DateTime::now(), "updatedAt": DateTime::now()}},
+                )
+                .await?;
+            report.completed = true;
+            break;
+        };
+        let chosen = select(ops, cid.as_deref(), &page, opts.missing_only).await?;
+        let n = commit_batch(ops, &cp_id, last, page_last, &chosen, page.len() as u64).await?;
+        last = Some(page_last);
+        report.batches += 1;
+        report.scanned += page.len() as u64;
+        report.enqueued += n;
+        report.total_scanned += page.len() as u64;
+        report.total_enqueued += n;
+        report.last_id = Some(page_last.to_hex());
+        progress.inc(page.len() as u64);
+        tracing::debug!(run = %run, enqueued = n, last = %page_last, "backfill batch committed");
+    }
+    tracing::info!(run = %run, scanned = report.scanned, enqueued = report.enqueued, completed = report.completed, "backfill stopped");
+    Ok(report)
+}
+
+/// One transaction: entries for `chosen` (as they are now) and the checkpoint moved from
+/// `from` to `to`. Fails with `Conflict` when the checkpoint is no longer at `from`.
+async fn commit_batch(
+    ops: &Ops,
+    cp_id: &str,
+    from: Option<ObjectId>,
+    to: ObjectId,
+    chosen: &[ObjectId],
+    scanned: u64,
+) -> Result<u64, OpsError> {
+    let db = ops.store.database().clone();
+    let from_bson = from.map(Bson::ObjectId).unwrap_or(Bson::Null);
+    let out = txn::run(ops.store.client(), |s| {
+        let db = db.clone();
+        let from_bson = from_bson.clone();
+        let cp_id = cp_id.to_string();
+        let chosen = chosen.to_vec();
+        async move {
+            let mut entries = Vec::with_capacity(chosen.len());
+            if !chosen.is_empty() {
+                let mut raw = db
+                    .collection::<Document>(COLL_DOCUMENTS)
+                    .find(doc! {"_id": {"$in": &chosen}})
+                    .projection(doc! {"contentId": 1, "version": 1, "contentHash": 1})
+                    .session(&mut *s)
+                    .await?;
+                while let Some(d) = raw.next(&mut *s).await {
+                    let d = d?;
+                    let (Ok(id), Ok(cid), Ok(hash)) = (
+                        d.get_object_id("_id"),
+                        d.get_str("contentId"),
+                        d.get_str("contentHash"),
+                    ) else {
+                        continue;
+                    };
+                    let v = match d.get("version") {
+                        Some(Bson::Int64(i)) => *i,
+                        Some(Bson::Int32(i)) => *i as i64,
+                        _ => continue,
+                    };
+                    entries.push(OutboxEntry::new_pending(id, cid, Op::Upsert, v, hash));
+                }
+            }
+            let n = entries.len() as u64;
+            let moved = db
+                .collection::<Document>(COLL_SYNC_STATE)
+                .update_one(
+                    doc! {"_id": &cp_id, "lastId": from_bson, "completedAt": {"$exists": false}},
+                    doc! {
+                        "$set": {"lastId": to, "updatedAt": DateTime::now()},
+                        "$inc": {"scanned": scanned as i64, "enqueued": n as i64, "batches": 1_i64},
+                    },
+                )
+                .session(&mut *s)
+                .await?;
+            if moved.matched_count == 0 {
+                return Ok(Body::Abort(None));
+            }
+            if n > 0 {
+                db.collection::<OutboxEntry>(COLL_OUTBOX)
+                    .insert_many(entries)
+                    .session(&mut *s)
+                    .await?;
+            }
+            Ok(Body::Commit(Some(n)))
+        }
+        .boxed()
+    })
+    .await?;
+    out.ok_or_else(|| {
+        OpsError::Conflict(format!(
+            "the checkpoint `{cp_id}` moved on (another process runs this backfill, or it completed); nothing was written"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_follow_the_options() {
+        let mut o = BackfillOptions::default();
+        assert_eq!(o.effective_run_id(), "all");
+        o.missing_only = true;
+        o.doc_type = Some("faq".into());
+        assert_eq!(o.effective_run_id(), "missing-type-faq");
+        o.run_id = Some("x".into());
+        assert_eq!(o.effective_run_id(), "x");
+        assert_eq!(checkpoint_id("x"), "backfill:x");
+    }
+}

@@ -1,0 +1,159 @@
+//! tidemark-ops: what an operator runs when something looks off, as a library (the `tidemark`
+//! CLI is a thin layer over it, and the tests call it directly).
+//!
+//! - [`status`]: outbox counts, lag, throughput, leases, resume token age; healthy or not.
+//! - [`verify`]: compares documents with the Chroma collection of the configured model and
+//!   reports drift by contentId; with a repair mode it enqueues reindex entries (through the
+//!   store's transactional path) and deletes orphan vectors.
+//! - [`dlq`]: dead letters: list, show, retry (history kept), purge.
+//! - [`backfill`]: enqueue entries for documents without vectors (or all), resumable.
+//!
+//! Everything streams in pages (keyset pagination on `_id`, Chroma read by ids per page or
+//! scanned by offset), so memory stays bounded however many documents there are.
+
+pub mod backfill;
+pub mod dlq;
+pub mod status;
+mod txn;
+pub mod verify;
+
+use bson::oid::ObjectId;
+use tidemark_chroma::{ChromaClient, ChromaError, ChromaOptions};
+use tidemark_core::config::{EmbedderConfig, EmbedderKind};
+use tidemark_core::Config;
+use tidemark_store::{Store, StoreError};
+
+/// Errors of the operations. Each names what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("MongoDB: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("Chroma: {0}")]
+    Chroma(#[from] ChromaError),
+    #[error("cannot read a stored record: {0}")]
+    Decode(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+/// Receives progress of a long operation (the CLI draws a bar; tests ignore it).
+pub trait Progress: Send + Sync {
+    /// A new phase starts, with its total when known.
+    fn phase(&self, _name: &str, _total: Option<u64>) {}
+    /// `n` more items of the current phase are done.
+    fn inc(&self, _n: u64) {}
+}
+
+/// No progress reporting.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// The model id the worker uses for a configuration (and so the Chroma collection it writes):
+/// `all-MiniLM-L6-v2` for the local model, `embedder.model` for an OpenAI-compatible endpoint,
+/// `hash-<dimension>` for the hashing embedder. Matches `Embedder::model_id()` of each provider
+/// without loading a model.
+pub fn model_id(cfg: &EmbedderConfig) -> String {
+    match cfg.provider {
+        EmbedderKind::Local => "all-MiniLM-L6-v2".to_string(),
+        EmbedderKind::Openai => cfg.model.clone(),
+        EmbedderKind::Hash => format!("hash-{}", cfg.dimension),
+    }
+}
+
+/// Handles the operations need: the store, a Chroma client, and which collection/model the
+/// worker writes.
+#[derive(Clone)]
+pub struct Ops {
+    pub store: Store,
+    pub chroma: ChromaClient,
+    /// Chroma collection name: `<namespace>__<model-slug>`.
+    pub collection: String,
+    /// Model id expected in each vector's `model` metadata.
+    pub model: String,
+}
+
+impl Ops {
+    /// From explicit parts (e.g. a test with its own embedder's model id).
+    pub fn new(store: Store, chroma: ChromaClient, namespace: &str, model: &str) -> Ops {
+        Ops {
+            store,
+            chroma,
+            collection: tidemark_core::collection_name(namespace, model),
+            model: model.to_string(),
+        }
+    }
+
+    /// Connects to MongoDB and prepares the Chroma client of a configuration (nothing is
+    /// contacted yet besides the MongoDB driver's lazy connection).
+    pub async fn connect(cfg: &Config) -> Result<Ops, OpsError> {
+        let store = Store::connect(cfg).await?;
+        let chroma = ChromaClient::new(ChromaOptions::from_config(&cfg.chroma))?;
+        Ok(Ops::new(
+            store,
+            chroma,
+            &cfg.chroma.namespace,
+            &model_id(&cfg.embedder),
+        ))
+    }
+
+    /// The id of the collection, or `None` when it does not exist (nothing indexed yet).
+    pub async fn collection_id(&self) -> Result<Option<String>, OpsError> {
+        Ok(self
+            .chroma
+            .get_collection(&self.collection)
+            .await?
+            .map(|c| c.id))
+    }
+}
+
+/// RFC 3339 text of a BSON date.
+pub(crate) fn rfc3339(dt: bson::DateTime) -> String {
+    dt.try_to_rfc3339_string()
+        .unwrap_or_else(|_| dt.timestamp_millis().to_string())
+}
+
+/// Seconds from `dt` until now (never negative).
+pub(crate) fn age_secs(dt: bson::DateTime) -> f64 {
+    (bson::DateTime::now().timestamp_millis() - dt.timestamp_millis()).max(0) as f64 / 1000.0
+}
+
+/// `now - d` as a BSON date.
+pub(crate) fn ago(d: std::time::Duration) -> bson::DateTime {
+    bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis() - d.as_millis() as i64)
+}
+
+/// Parses a 24-hex-digit id, naming the argument on error.
+pub fn parse_id(s: &str) -> Result<ObjectId, OpsError> {
+    ObjectId::parse_str(s.trim())
+        .map_err(|_| OpsError::Invalid(format!("`{s}` is not an id (24 hex digits)")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_ids_match_the_providers() {
+        let mut e = EmbedderConfig::default();
+        assert_eq!(model_id(&e), "all-MiniLM-L6-v2");
+        e.provider = EmbedderKind::Hash;
+        e.dimension = 64;
+        assert_eq!(model_id(&e), "hash-64");
+        e.provider = EmbedderKind::Openai;
+        e.model = "text-embedding-3-small".into();
+        assert_eq!(model_id(&e), "text-embedding-3-small");
+    }
+
+    #[test]
+    fn ids_parse_or_say_why() {
+        assert!(parse_id("65f0c0ffee00000000000001").is_ok());
+        let e = parse_id("nope").unwrap_err().to_string();
+        assert!(e.contains("`nope`"), "{e}");
+    }
+}
