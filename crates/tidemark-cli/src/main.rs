@@ -43,6 +43,20 @@ enum Command {
     Worker(commands::worker::WorkerArgs),
     /// Embed a query and print the nearest documents (contentId, score, first line).
     Search(commands::search::SearchArgs),
+    /// Outbox health: pending/dead counts, lag, done in the last minute, leases, resume token
+    /// age. Exit 0 healthy, 2 unhealthy (status.max_lag / status.max_dead exceeded), 1 error.
+    Status(commands::status::StatusArgs),
+    /// Compare documents with Chroma: missing, stale, behind and orphan vectors by contentId
+    /// (pending work reported as in flight). Exit 2 on drift. --repair: fix it (see `repair`).
+    Verify(commands::verify::VerifyArgs),
+    /// Enqueue reindex entries for missing/stale/behind documents (transactionally) and delete
+    /// orphan vectors; --dry-run only reports (exit 2 on drift).
+    Repair(commands::verify::RepairArgs),
+    /// Dead letters: list, show ID, retry ID...|--all, purge --older-than DURATION.
+    Dlq(commands::dlq::DlqArgs),
+    /// Enqueue entries for documents (all, --type T, or --missing-only) in batches; resumable
+    /// (same command continues after an interruption; --restart starts over).
+    Backfill(commands::backfill::BackfillArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +71,11 @@ fn main() -> ExitCode {
         Command::Embed(args) => commands::embed::run(&cli.global, args),
         Command::Worker(args) => commands::worker::run(&cli.global, args),
         Command::Search(args) => commands::search::run(&cli.global, args),
+        Command::Status(args) => commands::status::run(&cli.global, args),
+        Command::Verify(args) => commands::verify::run_verify(&cli.global, args),
+        Command::Repair(args) => commands::verify::run_repair(&cli.global, args),
+        Command::Dlq(args) => commands::dlq::run(&cli.global, args),
+        Command::Backfill(args) => commands::backfill::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -1,9 +1,13 @@
 //! One module per subcommand.
 
+pub mod backfill;
 pub mod bench;
 pub mod config;
+pub mod dlq;
 pub mod docs;
 pub mod embed;
 pub mod import;
 pub mod search;
+pub mod status;
+pub mod verify;
 pub mod worker;
