@@ -187,6 +187,11 @@ impl OpsEnv {
 
     /// Runs the binary with this test's configuration; (exit code, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        self.cli_env(&[], args)
+    }
+
+    /// `cli` with extra environment variables (e.g. `TIDEMARK_STATUS_MAX_LAG`).
+    pub fn cli_env(&self, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
         let bin = tidemark_bin();
         assert!(
             bin.exists(),
@@ -199,6 +204,7 @@ impl OpsEnv {
             .args(args)
             .env_remove("TIDEMARK_CONFIG")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         (

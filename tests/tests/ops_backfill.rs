@@ -1,0 +1,230 @@
+//! backfill against the real services: interrupted runs (a batch limit, a `kill -9` of the
+//! binary, two processes racing on one run) continue after restart, and every selected
+//! document gets exactly one outbox entry; `--missing-only` picks documents without a vector
+//! (never indexed, or vector deleted from Chroma) and skips the rest and other types.
+
+mod ops_support;
+
+use bson::{doc, oid::ObjectId, Document};
+use futures::TryStreamExt;
+use ops_support::OpsEnv;
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tidemark_ops::backfill::{backfill, BackfillOptions};
+use tidemark_ops::verify::{verify, VerifyOptions};
+use tidemark_ops::{NoProgress, OpsError};
+
+/// Inserts documents straight into `documents` (no outbox entry): a legacy import.
+async fn insert_raw(env: &OpsEnv, prefix: &str, ty: &str, n: usize) {
+    let docs: Vec<Document> = (0..n)
+        .map(|i| {
+            let text = format!("{prefix} legacy text {i}");
+            doc! {
+                "_id": ObjectId::new(), "contentId": format!("{prefix}-{i}"), "type": ty,
+                "content": &text, "metadata": {}, "timestamp": bson::DateTime::now(),
+                "version": 1_i64, "contentHash": tidemark_core::content_hash(&text),
+            }
+        })
+        .collect();
+    env.store
+        .database()
+        .collection::<Document>("documents")
+        .insert_many(docs)
+        .await
+        .unwrap();
+}
+
+/// Outbox entries per contentId.
+async fn entries_per_doc(env: &OpsEnv) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    let mut c = env
+        .store
+        .database()
+        .collection::<Document>("outbox")
+        .find(doc! {})
+        .await
+        .unwrap();
+    while let Some(d) = c.try_next().await.unwrap() {
+        *out.entry(d.get_str("contentId").unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_only_by_type_resumes_after_a_batch_limit_and_enqueues_each_once() {
+    let env = OpsEnv::new("ops_backfill").await;
+    env.put_docs("a", "a", 12).await;
+    env.drain().await;
+    let gone = env.doc_id("a-3").await;
+    env.chroma_http("delete", json!({"ids": [gone]})).await;
+    insert_raw(&env, "raw-a", "a", 20).await;
+    insert_raw(&env, "raw-b", "b", 5).await;
+
+    let mut opts = BackfillOptions {
+        doc_type: Some("a".into()),
+        missing_only: true,
+        batch_size: 4,
+        max_batches: Some(3),
+        ..Default::default()
+    };
+    let r1 = backfill(&env.ops, &opts, &NoProgress).await.unwrap();
+    assert_eq!(r1.run_id, "missing-type-a");
+    assert!(!r1.completed && !r1.resumed);
+    assert_eq!((r1.batches, r1.scanned, r1.enqueued), (3, 12, 1), "{r1:?}");
+
+    opts.max_batches = None;
+    let r2 = backfill(&env.ops, &opts, &NoProgress).await.unwrap();
+    assert!(r2.resumed && r2.completed, "{r2:?}");
+    assert_eq!((r2.scanned, r2.enqueued), (20, 20));
+    assert_eq!((r2.total_scanned, r2.total_enqueued), (32, 21));
+
+    let counts = entries_per_doc(&env).await;
+    for i in 0..20 {
+        assert_eq!(counts.get(&format!("raw-a-{i}")), Some(&1), "raw-a-{i}");
+    }
+    assert_eq!(counts.get("a-3"), Some(&2), "put + backfill");
+    for i in (0..12).filter(|i| *i != 3) {
+        assert_eq!(
+            counts.get(&format!("a-{i}")),
+            Some(&1),
+            "a-{i} already had its vector"
+        );
+    }
+    assert!(
+        (0..5).all(|i| !counts.contains_key(&format!("raw-b-{i}"))),
+        "other type"
+    );
+
+    // The same command again: the run is complete, nothing happens.
+    let r3 = backfill(&env.ops, &opts, &NoProgress).await.unwrap();
+    assert!(r3.already_completed && r3.enqueued == 0);
+    // Other options under this run id are refused.
+    let clash = BackfillOptions {
+        run_id: Some("missing-type-a".into()),
+        ..Default::default()
+    };
+    let e = backfill(&env.ops, &clash, &NoProgress).await.unwrap_err();
+    assert!(matches!(e, OpsError::Conflict(_)), "{e}");
+
+    env.drain().await;
+    let v = verify(&env.ops, &VerifyOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    let mut missing: Vec<_> = v.missing.iter().map(|d| d.content_id.clone()).collect();
+    missing.sort();
+    assert_eq!(
+        missing,
+        (0..5).map(|i| format!("raw-b-{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        v.counts.stale + v.counts.behind + v.counts.orphans,
+        0,
+        "{v:#?}"
+    );
+
+    // --restart: everything of type a is indexed now, so nothing is missing.
+    opts.restart = true;
+    let r4 = backfill(&env.ops, &opts, &NoProgress).await.unwrap();
+    assert!(r4.completed && !r4.resumed);
+    assert_eq!((r4.scanned, r4.enqueued), (32, 0));
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_backfill_process_resumes_and_enqueues_each_document_once() {
+    let env = OpsEnv::new("ops_backfill_kill").await;
+    let n = 800;
+    insert_raw(&env, "k", "t", n).await;
+    let mut child = std::process::Command::new(tidemark_e2e::tidemark_bin())
+        .arg("-c")
+        .arg(&env.config_path)
+        .args(["backfill", "--batch-size", "5"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sync = env.store.database().collection::<Document>("sync_state");
+    let t0 = Instant::now();
+    loop {
+        let cp = sync.find_one(doc! {"_id": "backfill:all"}).await.unwrap();
+        if cp
+            .as_ref()
+            .is_some_and(|c| c.get_i64("batches").unwrap_or(0) >= 5)
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "backfill never progressed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let cp = sync
+        .find_one(doc! {"_id": "backfill:all"})
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !cp.contains_key("completedAt"),
+        "killed before the end: {cp}"
+    );
+    let at_kill = cp.get_i64("enqueued").unwrap() as usize;
+    let outbox_at_kill = env.entries(doc! {}).await.len();
+    assert_eq!(
+        outbox_at_kill, at_kill,
+        "checkpoint and entries committed together"
+    );
+    assert!(at_kill < n);
+
+    let (code, r) = env.cli_json(&["backfill", "--batch-size", "100", "--json"]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["resumed"], true);
+    assert_eq!(r["completed"], true);
+    assert_eq!(r["enqueued"].as_u64().unwrap() as usize, n - at_kill);
+    assert_eq!(r["totalEnqueued"].as_u64().unwrap() as usize, n);
+    let counts = entries_per_doc(&env).await;
+    assert_eq!(counts.len(), n);
+    assert!(
+        counts.values().all(|c| *c == 1),
+        "a document was enqueued twice"
+    );
+    let (code, out, _) = env.cli(&["backfill"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("already completed"), "{out}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_run_never_enqueue_a_document_twice() {
+    let env = OpsEnv::new("ops_backfill_race").await;
+    insert_raw(&env, "r", "t", 90).await;
+    let opts = BackfillOptions {
+        batch_size: 3,
+        run_id: Some("race".into()),
+        ..Default::default()
+    };
+    let (a, b) = tokio::join!(
+        backfill(&env.ops, &opts, &NoProgress),
+        backfill(&env.ops, &opts, &NoProgress)
+    );
+    for r in [&a, &b] {
+        if let Err(e) = r {
+            assert!(
+                matches!(e, OpsError::Conflict(_)),
+                "only conflicts may fail: {e}"
+            );
+        }
+    }
+    // Whatever happened, finishing the run leaves exactly one entry per document.
+    let done = backfill(&env.ops, &opts, &NoProgress).await.unwrap();
+    assert!(done.completed);
+    assert_eq!(done.total_enqueued, 90);
+    let counts = entries_per_doc(&env).await;
+    assert_eq!(counts.len(), 90);
+    assert!(counts.values().all(|c| *c == 1), "{counts:?}");
+    env.cleanup().await;
+}
