@@ -33,7 +33,7 @@ async fn verify_reports_exactly_the_drift_and_repair_plus_worker_cleans_it() {
     )
     .await;
     let docs: Vec<NewDocument> = (10..20)
-        .map(|i| NewDocument::new(&format!("d-{i}"), "note", &format!("d text number {i}")))
+        .map(|i| NewDocument::new(format!("d-{i}"), "note", format!("d text number {i}")))
         .collect();
     env.store.put_many(docs).await.unwrap();
     env.drain().await;
@@ -162,7 +162,11 @@ async fn verify_reports_exactly_the_drift_and_repair_plus_worker_cleans_it() {
     assert!(!after.has_drift(), "{after:#?}");
     assert_eq!(after.counts.in_flight, 0, "{after:#?}");
     assert_eq!((after.counts.documents, after.counts.vectors), (22, 22));
-    let got = env.chroma.get(&cid, &[id3.clone()], false).await.unwrap();
+    let got = env
+        .chroma
+        .get(&cid, std::slice::from_ref(&id3), false)
+        .await
+        .unwrap();
     let d3 = env.store.get("d-3").await.unwrap().unwrap();
     assert_eq!(
         got[0].metadata.as_ref().unwrap()["contentHash"],

@@ -123,9 +123,9 @@ impl OpsEnv {
         let docs: Vec<NewDocument> = (0..n)
             .map(|i| {
                 NewDocument::new(
-                    &format!("{prefix}-{i}"),
+                    format!("{prefix}-{i}"),
                     ty,
-                    &format!("{prefix} text number {i}"),
+                    format!("{prefix} text number {i}"),
                 )
             })
             .collect();
