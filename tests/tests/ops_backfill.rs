@@ -228,3 +228,38 @@ async fn two_processes_on_one_run_never_enqueue_a_document_twice() {
     assert!(counts.values().all(|c| *c == 1), "{counts:?}");
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_pending_holds_the_backfill_until_the_worker_drains() {
+    let env = OpsEnv::new("ops_backfill_throttle").await;
+    insert_raw(&env, "w", "t", 20).await;
+    let opts = BackfillOptions {
+        batch_size: 5,
+        max_pending: Some(0),
+        ..Default::default()
+    };
+    let ops = env.ops.clone();
+    let run = tokio::spawn(async move { backfill(&ops, &opts, &NoProgress).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        env.entries(doc! {}).await.len(),
+        5,
+        "only the first batch may be enqueued while it stays pending"
+    );
+    assert!(!run.is_finished());
+    let t0 = Instant::now();
+    while !run.is_finished() {
+        env.drain().await;
+        assert!(t0.elapsed() < Duration::from_secs(30), "backfill stuck");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = run.await.unwrap().unwrap();
+    assert!(r.completed);
+    assert_eq!(r.enqueued, 20);
+    env.drain().await;
+    let v = verify(&env.ops, &VerifyOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    assert!(!v.has_drift() && v.counts.vectors == 20, "{v:#?}");
+    env.cleanup().await;
+}

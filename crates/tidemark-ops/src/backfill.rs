@@ -17,6 +17,8 @@
 //! batch by id). In `missing_only` mode, documents with a pending outbox entry are skipped:
 //! the worker is about to index them anyway.
 //! Entries carry the document's version and hash as read inside the transaction.
+//! `max_pending` throttles: before each batch the run waits while more entries than that are
+//! pending, so a re-embed of millions of documents does not flood the outbox.
 
 use crate::txn::{self, Body};
 use crate::{rfc3339, Ops, OpsError, Progress};
@@ -40,6 +42,9 @@ pub struct BackfillOptions {
     pub batch_size: usize,
     /// Stop after this many batches (the run stays resumable).
     pub max_batches: Option<u64>,
+    /// Before each batch, wait while more than this many entries are pending, so a large
+    /// backfill does not flood the outbox faster than the workers drain it.
+    pub max_pending: Option<u64>,
     /// Run id; defaults to one derived from the options.
     pub run_id: Option<String>,
     /// Forget the checkpoint of this run and start from the beginning.
@@ -53,6 +58,7 @@ impl Default for BackfillOptions {
             missing_only: false,
             batch_size: 500,
             max_batches: None,
+            max_pending: None,
             run_id: None,
             restart: false,
         }
@@ -278,6 +284,9 @@ pub async fn backfill(
         if opts.max_batches.is_some_and(|m| report.batches >= m) {
             break;
         }
+        if let Some(max) = opts.max_pending {
+            wait_for_room(ops, max).await?;
+        }
         let mut filter = base.clone();
         if let Some(l) = last {
             filter.insert("_id", doc! {"$gt": l});
@@ -316,6 +325,27 @@ pub async fn backfill(
     }
     tracing::info!(run = %run, scanned = report.scanned, enqueued = report.enqueued, completed = report.completed, "backfill stopped");
     Ok(report)
+}
+
+/// Waits (polling once a second) until at most `max` outbox entries are pending.
+async fn wait_for_room(ops: &Ops, max: u64) -> Result<(), OpsError> {
+    let outbox = ops.store.database().collection::<Document>(COLL_OUTBOX);
+    let mut logged = false;
+    loop {
+        let pending = outbox.count_documents(doc! {"status": "pending"}).await?;
+        if pending <= max {
+            return Ok(());
+        }
+        if !logged {
+            tracing::info!(
+                pending,
+                max,
+                "backfill waits for the workers to drain the outbox"
+            );
+            logged = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// One transaction: entries for `chosen` (as they are now) and the checkpoint moved from

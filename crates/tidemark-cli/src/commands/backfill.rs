@@ -25,6 +25,9 @@ pub struct BackfillArgs {
     /// Stop after this many batches; run again to continue.
     #[arg(long)]
     pub max_batches: Option<u64>,
+    /// Before each batch, wait while more than this many outbox entries are pending.
+    #[arg(long)]
+    pub max_pending: Option<u64>,
     /// Name of the run (default: from the options, e.g. `missing-type-faq`).
     #[arg(long)]
     pub run_id: Option<String>,
@@ -44,10 +47,11 @@ pub fn run(global: &GlobalArgs, args: BackfillArgs) -> anyhow::Result<ExitCode> 
         missing_only: args.missing_only,
         batch_size: args.batch_size,
         max_batches: args.max_batches,
+        max_pending: args.max_pending,
         run_id: args.run_id,
         restart: args.restart,
     };
-    let bar = progress_bar(None, "backfill");
+    let bar = progress_bar(Some(0), "backfill");
     let report = runtime()?.block_on(async {
         let ops = Ops::connect(&cfg).await.context("cannot connect")?;
         backfill(&ops, &opts, &BarProgress(bar.clone()))

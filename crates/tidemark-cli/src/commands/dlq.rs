@@ -103,7 +103,7 @@ pub fn run(global: &GlobalArgs, args: DlqArgs) -> anyhow::Result<ExitCode> {
             },
             DlqCommand::Retry { ids, all, json } => {
                 if all {
-                    let bar = progress_bar(None, "retry");
+                    let bar = progress_bar(Some(0), "retry");
                     let n = dlq::retry_all(&ops, 1000, &BarProgress(bar.clone())).await;
                     bar.finish_and_clear();
                     let n = n?;

@@ -88,7 +88,7 @@ fn run(
         list_limit: args.list_limit,
         repair,
     };
-    let bar = progress_bar(None, "verify");
+    let bar = progress_bar(Some(0), "verify");
     let report = runtime()?.block_on(async {
         let ops = Ops::connect(&cfg).await.context("cannot connect")?;
         tidemark_ops::verify::verify(&ops, &opts, &BarProgress(bar.clone()))
