@@ -14,27 +14,38 @@ use tidemark_core::{collection_name, vector_id};
 use tidemark_embed::{Embedder, SharedEmbedder};
 use tidemark_store::{NewDocument, PutOutcome, Store};
 
-/// Writes `n` documents (prefix `b`) in `put_many` batches of 1000.
-pub async fn backlog(
+/// Writes `n` documents (prefix `b`) and their pending outbox entries straight in the contract
+/// shapes, with `insert_many` in chunks of 1000 (as a writer in another language may). This
+/// builds a large backlog fast on the test server, where `put_many`'s version lookup (`$in`
+/// over the contentIds) is answered by a collection scan and grows with the collection.
+pub async fn backlog_raw(
     store: &Store,
     n: usize,
-) -> Result<Vec<(NewDocument, PutOutcome)>, BenchError> {
-    backlog_in(store, n, 1000).await
-}
-
-/// Writes `n` documents (prefix `b`) in `put_many` batches of `batch`.
-pub async fn backlog_in(
-    store: &Store,
-    n: usize,
-    batch: usize,
 ) -> Result<Vec<(NewDocument, PutOutcome)>, BenchError> {
     let mut out = Vec::with_capacity(n);
     let mut start = 0;
     while start < n {
-        let k = (n - start).min(batch);
+        let k = (n - start).min(1000);
         let docs = data::documents("b", start as u64, k);
-        let outcomes = store.put_many(docs.clone()).await?;
-        out.extend(docs.into_iter().zip(outcomes));
+        let mut records = Vec::with_capacity(k);
+        let mut entries = Vec::with_capacity(k);
+        for d in &docs {
+            let (r, e) = write::records(d)?;
+            out.push((
+                d.clone(),
+                PutOutcome {
+                    document_id: r.id,
+                    content_id: r.content_id.clone(),
+                    version: r.version,
+                    outbox_id: e.id,
+                    content_hash: r.content_hash.clone(),
+                },
+            ));
+            records.push(r);
+            entries.push(e);
+        }
+        store.documents().insert_many(records).await?;
+        store.outbox().insert_many(entries).await?;
         start += k;
     }
     Ok(out)
@@ -276,7 +287,7 @@ pub async fn run_hash(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> 
     let c = &ctx.counts;
     let n = c.drain_backlog;
     let store = ctx.store("drain").await?;
-    let written = backlog(&store, n).await?;
+    let written = backlog_raw(&store, n).await?;
     let embedder: SharedEmbedder = embedders::hash(c.hash_dimension)?;
     let model = embedder.model_id().to_string();
     let texts: Vec<String> = written.iter().map(|(d, _)| d.content.clone()).collect();
@@ -398,7 +409,7 @@ async fn dual_write(ctx: &Ctx, embedder: &dyn Embedder, n: usize) -> Result<f64,
 pub async fn run_local(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     let n = ctx.counts.local_backlog;
     let store = ctx.store("local").await?;
-    let written = backlog(&store, n).await?;
+    let written = backlog_raw(&store, n).await?;
     let texts: Vec<String> = written.iter().map(|(d, _)| d.content.clone()).collect();
     let dir = ctx.cfg.embedder.model_dir.clone();
     let embedder = tokio::task::spawn_blocking(move || embedders::local(&dir))
@@ -443,7 +454,7 @@ pub async fn run_local(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError>
 pub async fn capacity(ctx: &Ctx, report: &mut Report) -> Result<f64, BenchError> {
     let n = (ctx.counts.drain_backlog / 4).max(200);
     let store = ctx.store("capacity").await?;
-    backlog(&store, n).await?;
+    backlog_raw(&store, n).await?;
     let model = format!("hash-{}", ctx.counts.hash_dimension);
     let d = drain_with_worker(ctx, report, &store, "capacity", Provider::Hash, n, &model).await?;
     report.add(

@@ -118,10 +118,10 @@ impl Counts {
     /// The full run: a few minutes on a 2-core machine.
     pub fn full() -> Counts {
         Counts {
-            write_ops: 1000,
+            write_ops: 500,
             write_rounds: 5,
-            put_many_sizes: vec![10, 100, 1000],
-            put_many_docs: 5000,
+            put_many_sizes: vec![10, 100],
+            put_many_docs: 1000,
             drain_backlog: 20_000,
             dual_write_docs: 500,
             local_backlog: 400,
