@@ -107,24 +107,26 @@ impl Inner {
         done: &HashMap<&'static str, (OutboxResult, Vec<ObjectId>)>,
         info: &HashMap<ObjectId, EntryInfo>,
     ) -> Result<(), WorkerError> {
-        let ors: Vec<Document> = done
+        // One `_id: {$in}` update per distinct version: an index lookup on any server, where a
+        // long `$or` of (_id, version) pairs is planned clause by clause.
+        let mut by_version: std::collections::BTreeMap<i64, Vec<ObjectId>> = Default::default();
+        for i in done
             .values()
             .filter(|(r, _)| matches!(r, OutboxResult::Indexed | OutboxResult::Unchanged))
             .flat_map(|(_, ids)| ids.iter())
             .filter_map(|id| info.get(id))
-            .map(|i| doc! {"_id": i.document_id, "version": i.version, "indexedVersion": {"$ne": i.version}})
-            .collect();
-        if ors.is_empty() {
-            return Ok(());
+        {
+            by_version.entry(i.version).or_default().push(i.document_id);
         }
-        self.store
-            .database()
-            .collection::<Document>(COLL_DOCUMENTS)
-            .update_many(
-                doc! {"$or": ors},
-                vec![doc! {"$set": {"vectorId": {"$toString": "$_id"}, "indexedVersion": "$version"}}],
-            )
-            .await?;
+        let documents = self.store.database().collection::<Document>(COLL_DOCUMENTS);
+        for (version, ids) in by_version {
+            documents
+                .update_many(
+                    doc! {"_id": {"$in": ids}, "version": version, "indexedVersion": {"$ne": version}},
+                    vec![doc! {"$set": {"vectorId": {"$toString": "$_id"}, "indexedVersion": "$version"}}],
+                )
+                .await?;
+        }
         Ok(())
     }
 }
