@@ -88,7 +88,7 @@ async fn quick_bench_reports_every_figure() {
             v.is_some_and(|v| v.is_finite() && v > 0.0),
             "figure {key} is missing or not a positive number: {v:?}\n{stdout}"
         );
-        assert!(stdout.contains(&format!("{}", key.split('.').next().unwrap())));
+        assert!(stdout.contains(key.split('.').next().unwrap()));
     }
     for f in json["figures"].as_array().unwrap() {
         let key = f["key"].as_str().unwrap();

@@ -96,8 +96,7 @@ async fn every_rule_rejects_without_writing() {
         );
     }
     // Limits are inclusive: exactly at the limits is accepted.
-    let at_limit =
-        (0..limits.max_metadata_depth).fold(json!(1), |inner, _| json!({ "k": inner }));
+    let at_limit = (0..limits.max_metadata_depth).fold(json!(1), |inner, _| json!({ "k": inner }));
     store
         .put(
             doc(

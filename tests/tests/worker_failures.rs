@@ -138,7 +138,7 @@ async fn two_workers_share_one_outbox_without_touching_a_document_together() {
     for round in 0..4 {
         let docs: Vec<_> = (0..100)
             .map(|i| {
-                NewDocument::new(&format!("k{i}"), "t", &format!("k{i} round {round}"))
+                NewDocument::new(format!("k{i}"), "t", format!("k{i} round {round}"))
                     .with_metadata(json!({"round": round}))
             })
             .collect();

@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "tidemark", version, about = "Keep a Chroma vector store consistent with MongoDB through a transactional outbox")]
+#[command(
+    name = "tidemark",
+    version,
+    about = "Keep a Chroma vector store consistent with MongoDB through a transactional outbox"
+)]
 struct Cli {
     #[command(flatten)]
     global: common::GlobalArgs,

@@ -319,7 +319,10 @@ impl Config {
         non_empty("chroma.database", &self.chroma.database)?;
         non_empty("chroma.namespace", &self.chroma.namespace)?;
         if self.chroma.namespace.contains("__") {
-            return Err(invalid("chroma.namespace", "must not contain `__` (the separator before the model slug)"));
+            return Err(invalid(
+                "chroma.namespace",
+                "must not contain `__` (the separator before the model slug)",
+            ));
         }
         positive_duration("chroma.timeout", self.chroma.timeout)?;
 
@@ -393,7 +396,10 @@ impl Config {
         {
             return Err(invalid(
                 "metrics.addr",
-                format!("`{}` is not an address like 127.0.0.1:9464", self.metrics.addr),
+                format!(
+                    "`{}` is not an address like 127.0.0.1:9464",
+                    self.metrics.addr
+                ),
             ));
         }
         if self.log.format != "text" && self.log.format != "json" {
@@ -426,20 +432,31 @@ fn apply_env(
     table: &mut toml::Table,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<(), ConfigError> {
-    let defaults = toml::Table::try_from(Config::default())
-        .map_err(|e| ConfigError::Parse(e.to_string()))?;
+    let defaults =
+        toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Parse(e.to_string()))?;
     let mut set = |section: &str, key: &str, raw: String, default: &toml::Value| {
         let value = match default {
-            toml::Value::Integer(_) => raw
-                .trim()
-                .parse::<i64>()
-                .map(toml::Value::Integer)
-                .map_err(|_| invalid(&format!("{section}.{key}"), format!("`{raw}` is not an integer"))),
+            toml::Value::Integer(_) => {
+                raw.trim()
+                    .parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .map_err(|_| {
+                        invalid(
+                            &format!("{section}.{key}"),
+                            format!("`{raw}` is not an integer"),
+                        )
+                    })
+            }
             toml::Value::Boolean(_) => raw
                 .trim()
                 .parse::<bool>()
                 .map(toml::Value::Boolean)
-                .map_err(|_| invalid(&format!("{section}.{key}"), format!("`{raw}` is not true or false"))),
+                .map_err(|_| {
+                    invalid(
+                        &format!("{section}.{key}"),
+                        format!("`{raw}` is not true or false"),
+                    )
+                }),
             _ => Ok(toml::Value::String(raw)),
         }?;
         let sec = table
@@ -454,7 +471,9 @@ fn apply_env(
         }
     };
     for (section, keys) in &defaults {
-        let toml::Value::Table(keys) = keys else { continue };
+        let toml::Value::Table(keys) = keys else {
+            continue;
+        };
         for (key, default) in keys {
             let var = format!("TIDEMARK_{}_{}", section.to_uppercase(), key.to_uppercase());
             if let Some(v) = env(&var) {
@@ -522,8 +541,12 @@ mod tests {
     #[test]
     fn invalid_value_names_key() {
         let err = Config::from_toml_with_env("[worker]\nbatch_size = 0\n", no_env).unwrap_err();
-        assert_eq!(err.to_string(), "config key `worker.batch_size`: must be at least 1");
-        let err = Config::from_toml_with_env("[mongodb]\nuri = \"http://x\"\n", no_env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config key `worker.batch_size`: must be at least 1"
+        );
+        let err =
+            Config::from_toml_with_env("[mongodb]\nuri = \"http://x\"\n", no_env).unwrap_err();
         assert!(err.to_string().contains("mongodb.uri"));
     }
 

@@ -14,12 +14,7 @@ pub fn redact_uri(uri: &str) -> String {
     };
     let userinfo = &authority[..at];
     let user = userinfo.split(':').next().unwrap_or("");
-    format!(
-        "{}://{}:***@{}",
-        &uri[..scheme_end],
-        user,
-        &rest[at + 1..]
-    )
+    format!("{}://{}:***@{}", &uri[..scheme_end], user, &rest[at + 1..])
 }
 
 #[cfg(test)]

@@ -67,6 +67,9 @@ async fn main() {
         let r = measure(local.as_ref(), batch, budget).await;
         println!("{:<34} {:>6} {:>14.1}", "local, in process", batch, r);
         let r = measure(&remote, batch, budget).await;
-        println!("{:<34} {:>6} {:>14.1}", "local via embed serve (base64)", batch, r);
+        println!(
+            "{:<34} {:>6} {:>14.1}",
+            "local via embed serve (base64)", batch, r
+        );
     }
 }
