@@ -61,3 +61,34 @@ pub fn tidemark_bin() -> PathBuf {
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     dir.join("tidemark")
 }
+
+/// Every document, sorted by contentId.
+pub async fn all_documents(store: &tidemark_store::Store) -> Vec<tidemark_core::DocumentRecord> {
+    use futures::TryStreamExt;
+    store
+        .documents()
+        .find(bson::doc! {})
+        .sort(bson::doc! {"contentId": 1})
+        .await
+        .expect("query documents")
+        .try_collect()
+        .await
+        .expect("read documents")
+}
+
+/// Outbox entries matching `filter`, in insertion order.
+pub async fn outbox_entries(
+    store: &tidemark_store::Store,
+    filter: bson::Document,
+) -> Vec<tidemark_core::OutboxEntry> {
+    use futures::TryStreamExt;
+    store
+        .outbox()
+        .find(filter)
+        .sort(bson::doc! {"_id": 1})
+        .await
+        .expect("query outbox")
+        .try_collect()
+        .await
+        .expect("read outbox")
+}

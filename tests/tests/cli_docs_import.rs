@@ -16,16 +16,9 @@ fn write_jsonl(name: &str, lines: &[&str]) -> std::path::PathBuf {
 }
 
 async fn versions(store: &tidemark_store::Store) -> BTreeMap<String, (i64, String)> {
-    use futures::TryStreamExt;
-    let docs: Vec<tidemark_core::DocumentRecord> = store
-        .documents()
-        .find(doc! {})
+    tidemark_e2e::all_documents(store)
         .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    docs.into_iter()
+        .into_iter()
         .map(|d| (d.content_id, (d.version, d.content)))
         .collect()
 }

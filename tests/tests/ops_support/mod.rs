@@ -5,8 +5,7 @@
 
 #![allow(dead_code)]
 
-use bson::{doc, Document};
-use futures::TryStreamExt;
+use bson::Document;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -174,15 +173,7 @@ impl OpsEnv {
     }
 
     pub async fn entries(&self, filter: Document) -> Vec<OutboxEntry> {
-        self.store
-            .outbox()
-            .find(filter)
-            .sort(doc! {"_id": 1})
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap()
+        tidemark_e2e::outbox_entries(&self.store, filter).await
     }
 
     /// Runs the binary with this test's configuration; (exit code, stdout, stderr).

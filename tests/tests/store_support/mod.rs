@@ -19,16 +19,7 @@ pub async fn fresh_store(prefix: &str) -> (Store, Config) {
 
 /// All documents, sorted by contentId.
 pub async fn all_documents(store: &Store) -> Vec<DocumentRecord> {
-    use futures::TryStreamExt;
-    store
-        .documents()
-        .find(doc! {})
-        .sort(doc! {"contentId": 1})
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap()
+    tidemark_e2e::all_documents(store).await
 }
 
 /// All outbox entries, sorted by contentId then version.

@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use bson::doc;
-use futures::TryStreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -208,26 +207,11 @@ impl Env {
     }
 
     pub async fn entries(&self) -> Vec<OutboxEntry> {
-        self.store
-            .outbox()
-            .find(doc! {})
-            .sort(doc! {"_id": 1})
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap()
+        tidemark_e2e::outbox_entries(&self.store, doc! {}).await
     }
 
     pub async fn documents(&self) -> Vec<DocumentRecord> {
-        self.store
-            .documents()
-            .find(doc! {})
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap()
+        tidemark_e2e::all_documents(&self.store).await
     }
 
     /// Invariants after a drain: every live document has exactly one vector with its latest
