@@ -1,16 +1,18 @@
 //! The long-running loop: the change stream wakes the worker; a resume token that is invalid
 //! (or gone) restarts the stream from now, counts the restart and misses nothing; SIGTERM-style
 //! shutdown returns within the deadline with leases and locks released and the token saved;
-//! `/metrics`, `/healthz` and `/readyz` answer.
+//! `/metrics`, `/healthz` and `/readyz` answer; several batches in flight in one worker
+//! overlap without ever touching one document twice at once.
 
 mod worker_support;
 
 use bson::{doc, Document};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tidemark_core::COLL_SYNC_STATE;
 use tidemark_store::NewDocument;
 use tidemark_worker::Worker;
-use worker_support::{count_status, test_config, wait_until, Env};
+use worker_support::{count_status, processed, test_config, wait_until, Env};
 
 fn spawn_run(
     w: &Worker,
@@ -242,5 +244,49 @@ async fn http_endpoints_answer() {
     }
     stop.send(()).unwrap();
     h.await.unwrap().unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn batches_in_flight_overlap_but_never_share_a_document() {
+    let mut cfg = test_config("wk_lanes");
+    cfg.worker.batch_size = 8;
+    cfg.worker.concurrency = 3;
+    let env = Env::with_config(cfg).await;
+    // Slow embedding: a batch is still embedding when the next one is claimed.
+    *env.embedder.delay.lock().unwrap() = Duration::from_millis(300);
+    let w = env.worker();
+    let (tx, h) = spawn_run(&w);
+    for round in 0..2 {
+        let batch: Vec<NewDocument> = (0..60)
+            .map(|i| NewDocument::new(format!("l{i}"), "t", format!("l{i} round {round}")))
+            .collect();
+        env.store.put_many(batch).await.unwrap();
+    }
+    let drained = wait_until(Duration::from_secs(90), || async {
+        count_status(&env.store, "pending").await == 0
+    })
+    .await;
+    tx.send(()).unwrap();
+    h.await.unwrap().unwrap();
+    assert!(drained, "all entries done");
+    let e = &env.embedder;
+    assert_eq!(
+        e.overlaps.load(Ordering::SeqCst),
+        0,
+        "two batches of one worker embedded the same document at once"
+    );
+    assert!(
+        e.max_calls_in_flight.load(Ordering::SeqCst) >= 2,
+        "batches never overlapped (max {} embed calls at once)",
+        e.max_calls_in_flight.load(Ordering::SeqCst)
+    );
+    let done: u64 = ["indexed", "unchanged", "superseded", "deleted"]
+        .iter()
+        .map(|r| processed(&w, r))
+        .sum();
+    assert_eq!(done, 120, "every entry done exactly once");
+    env.assert_consistent().await;
+    assert!(env.documents().await.iter().all(|d| d.version == 2));
     env.cleanup().await;
 }

@@ -151,6 +151,9 @@ pub struct WorkerConfig {
     /// Owner name written into leases; defaults to `<hostname>-<pid>` when empty.
     pub owner: String,
     pub batch_size: usize,
+    /// Batches in flight at once in one worker process (claiming is serial; processing
+    /// overlaps, so MongoDB bookkeeping, embedding and Chroma writes run side by side).
+    pub concurrency: usize,
     #[serde(with = "duration_str")]
     pub batch_wait: Duration,
     #[serde(with = "duration_str")]
@@ -172,6 +175,7 @@ impl Default for WorkerConfig {
             group: "default".into(),
             owner: String::new(),
             batch_size: 64,
+            concurrency: 2,
             batch_wait: Duration::from_millis(50),
             lease: Duration::from_secs(60),
             max_attempts: 8,
@@ -363,6 +367,9 @@ impl Config {
         if w.batch_size == 0 {
             return Err(invalid("worker.batch_size", "must be at least 1"));
         }
+        if !(1..=64).contains(&w.concurrency) {
+            return Err(invalid("worker.concurrency", "must be between 1 and 64"));
+        }
         if w.max_attempts < 1 {
             return Err(invalid("worker.max_attempts", "must be at least 1"));
         }
@@ -548,6 +555,11 @@ mod tests {
         let err =
             Config::from_toml_with_env("[mongodb]\nuri = \"http://x\"\n", no_env).unwrap_err();
         assert!(err.to_string().contains("mongodb.uri"));
+        let err = Config::from_toml_with_env("[worker]\nconcurrency = 0\n", no_env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config key `worker.concurrency`: must be between 1 and 64"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `Worker` handle: construction, one-batch and drain APIs (for tests and benchmarks), and
 //! the long-running `run` loop with graceful shutdown.
 
+use crate::claim::Claimed;
 use crate::metrics::Metrics;
 use crate::WorkerError;
 use mongodb::change_stream::event::ResumeToken;
@@ -14,6 +15,7 @@ use tidemark_core::Config;
 use tidemark_embed::SharedEmbedder;
 use tidemark_store::Store;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 /// What one batch (or a drain) did, by outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -182,8 +184,13 @@ impl Worker {
 
     /// Claims and processes at most one batch of due entries.
     pub async fn process_once(&self) -> Result<BatchReport, WorkerError> {
+        let claimed = self.inner.claim(self.inner.cfg.worker.batch_size).await?;
+        self.process_claimed(claimed).await
+    }
+
+    /// Processes a claimed batch (possibly empty) and releases its document locks.
+    async fn process_claimed(&self, claimed: Claimed) -> Result<BatchReport, WorkerError> {
         let inner = &self.inner;
-        let claimed = inner.claim(inner.cfg.worker.batch_size).await?;
         let mut report = BatchReport {
             blocked: claimed.blocked,
             ..Default::default()
@@ -194,8 +201,7 @@ impl Worker {
                 .metrics
                 .batch_size
                 .observe(claimed.entries.len() as f64);
-            let r = inner.process_batch(claimed.entries, claimed.at).await;
-            match r {
+            match inner.process_batch(claimed.entries, claimed.at).await {
                 Ok(r) => report.add(&r),
                 Err(e) => {
                     inner.release_docs(&claimed.docs).await;
@@ -283,46 +289,52 @@ impl Worker {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut stopping = false;
         let mut stop_started = Instant::now();
-        while !stopping {
-            let snapshot = inner.seen_token.lock().unwrap().clone();
-            let work = self.process_once();
-            let mut work = std::pin::pin!(work);
-            let result = tokio::select! {
-                r = &mut work => r,
-                _ = &mut shutdown => {
-                    stopping = true;
-                    stop_started = Instant::now();
-                    tracing::info!("shutdown requested; finishing the batch in hand");
-                    match tokio::time::timeout(deadline.mul_f64(0.6), &mut work).await {
-                        Ok(r) => r,
-                        Err(_) => {
-                            tracing::warn!("batch did not finish before the deadline; releasing it");
-                            Ok(BatchReport::default())
-                        }
-                    }
+        let lanes = inner.cfg.worker.concurrency;
+        // Batches being processed. Claiming stays in this loop (one claim at a time), so the
+        // lanes of one process never compete for the same documents; a document held by a
+        // batch in flight is "blocked" for the next claim until that batch releases it.
+        let mut in_flight: JoinSet<Result<BatchReport, WorkerError>> = JoinSet::new();
+        'run: while !stopping {
+            while in_flight.len() >= lanes {
+                tokio::select! {
+                    Some(r) = in_flight.join_next() => log_batch(r),
+                    _ = &mut shutdown => { stop_started = Instant::now(); break 'run; }
                 }
-            };
-            if stopping {
-                break;
             }
-            let wait = match result {
-                Ok(r) if r.claimed > 0 => continue,
-                Ok(r) if r.blocked > 0 => {
-                    inner.cfg.worker.batch_wait.max(Duration::from_millis(50))
+            let snapshot = inner.seen_token.lock().unwrap().clone();
+            let claimed = tokio::select! {
+                r = inner.claim(inner.cfg.worker.batch_size) => r,
+                _ = &mut shutdown => { stop_started = Instant::now(); break 'run; }
+            };
+            let wait = match claimed {
+                Ok(c) if !c.entries.is_empty() => {
+                    let w = self.clone();
+                    in_flight.spawn(async move { w.process_claimed(c).await });
+                    continue;
                 }
-                Ok(_) => {
-                    if let Some(t) = snapshot {
-                        inner.save_token(t).await;
+                Ok(c) => {
+                    inner.release_docs(&c.docs).await;
+                    if c.blocked > 0 {
+                        inner.cfg.worker.batch_wait.max(Duration::from_millis(50))
+                    } else {
+                        // Nothing due and nothing in flight: every change seen before the
+                        // snapshot is done, so the stream may resume after it.
+                        if in_flight.is_empty() {
+                            if let Some(t) = snapshot {
+                                inner.save_token(t).await;
+                            }
+                        }
+                        inner.idle_wait().await
                     }
-                    inner.idle_wait().await
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "batch failed; will sweep again");
+                    tracing::warn!(error = %e, "claiming failed; will sweep again");
                     Duration::from_secs(1)
                 }
             };
             tokio::select! {
                 _ = &mut shutdown => { stopping = true; stop_started = Instant::now(); }
+                Some(r) = in_flight.join_next() => log_batch(r),
                 _ = inner.wake.notified() => {
                     // Collect a batch's worth of changes before claiming.
                     tokio::select! {
@@ -331,6 +343,25 @@ impl Worker {
                     }
                 }
                 _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        if !in_flight.is_empty() {
+            tracing::info!(
+                batches = in_flight.len(),
+                "shutdown requested; finishing the batches in hand"
+            );
+            let finish = async {
+                while let Some(r) = in_flight.join_next().await {
+                    log_batch(r);
+                }
+            };
+            if tokio::time::timeout(deadline.mul_f64(0.6), finish)
+                .await
+                .is_err()
+            {
+                tracing::warn!("batches did not finish before the deadline; releasing them");
+                in_flight.abort_all();
+                while in_flight.join_next().await.is_some() {}
             }
         }
         let _ = stop_tx.send(true);
@@ -343,6 +374,18 @@ impl Worker {
         }
         tracing::info!(owner = %inner.owner, "worker stopped");
         Ok(())
+    }
+}
+
+/// Logs the outcome of a batch that ran in its own task.
+fn log_batch(r: Result<Result<BatchReport, WorkerError>, tokio::task::JoinError>) {
+    match r {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "batch failed; its entries will be swept again"),
+        Err(e) if e.is_cancelled() => {}
+        Err(e) => {
+            tracing::error!(error = %e, "batch task panicked; its entries will be swept again")
+        }
     }
 }
 

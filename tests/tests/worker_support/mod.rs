@@ -46,6 +46,9 @@ pub struct TestEmbedder {
     pub delay: Mutex<Duration>,
     in_flight: Mutex<HashMap<String, usize>>,
     pub overlaps: AtomicU64,
+    calls_in_flight: AtomicU64,
+    /// The most `embed` calls that ever ran at the same time.
+    pub max_calls_in_flight: AtomicU64,
 }
 
 impl TestEmbedder {
@@ -75,6 +78,8 @@ impl Embedder for TestEmbedder {
             }
         }
         self.texts.fetch_add(texts.len() as u64, Ordering::SeqCst);
+        let now = self.calls_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_calls_in_flight.fetch_max(now, Ordering::SeqCst);
         let keys: Vec<String> = texts
             .iter()
             .map(|t| t.split_whitespace().next().unwrap_or("").to_string())
@@ -99,6 +104,7 @@ impl Embedder for TestEmbedder {
                 *f.get_mut(k).unwrap() -= 1;
             }
         }
+        self.calls_in_flight.fetch_sub(1, Ordering::SeqCst);
         Ok(texts.iter().map(|t| hash_vec(t)).collect())
     }
 }
