@@ -290,3 +290,40 @@ async fn batches_in_flight_overlap_but_never_share_a_document() {
     assert!(env.documents().await.iter().all(|d| d.version == 2));
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_batch_slower_than_its_lease_keeps_its_claims_and_finishes_once() {
+    let mut cfg = test_config("wk_renew");
+    cfg.worker.lease = Duration::from_secs(1);
+    let env = Env::with_config(cfg).await;
+    // Embedding one batch takes 2.5 leases: without renewal the claims would expire, the
+    // second worker would take the documents over, and the first would hand its batch back.
+    *env.embedder.delay.lock().unwrap() = Duration::from_millis(2500);
+    let a = env.worker();
+    let b = env.worker();
+    a.init().await.unwrap();
+    env.store
+        .put_many(docs("r", 5).into_iter().collect())
+        .await
+        .unwrap();
+    let (tx_a, ha) = spawn_run(&a);
+    let (tx_b, hb) = spawn_run(&b);
+    let drained = wait_until(Duration::from_secs(30), || async {
+        count_status(&env.store, "pending").await == 0
+    })
+    .await;
+    tx_a.send(()).unwrap();
+    tx_b.send(()).unwrap();
+    ha.await.unwrap().unwrap();
+    hb.await.unwrap().unwrap();
+    assert!(drained, "all entries done");
+    assert_eq!(env.embedder.overlaps.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        env.embedder.texts(),
+        5,
+        "each document embedded once: no claim expired mid-batch"
+    );
+    assert_eq!(processed(&a, "indexed") + processed(&b, "indexed"), 5);
+    env.assert_consistent().await;
+    env.cleanup().await;
+}

@@ -40,7 +40,7 @@ impl Inner {
         self.store.database().collection(COLL_OUTBOX)
     }
 
-    fn locks(&self) -> Collection<Document> {
+    pub(crate) fn locks(&self) -> Collection<Document> {
         self.store.database().collection(COLL_LOCKS)
     }
 

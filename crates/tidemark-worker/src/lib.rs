@@ -22,6 +22,7 @@
 
 mod backoff;
 mod claim;
+mod lease;
 mod metadata;
 mod metrics;
 mod outcome;

@@ -4,6 +4,7 @@
 //! write or nothing needed writing; an older version never overwrites a newer one; one bad
 //! document never fails the others (permanent batch failures are retried record by record).
 
+use crate::lease::LeaseClock;
 use crate::metadata::{metadata_equal, vector_metadata};
 use crate::worker::{BatchReport, Inner};
 use crate::WorkerError;
@@ -92,10 +93,6 @@ fn with_removals(mut desired: Metadata, stored: Option<&Metadata>) -> Metadata {
 }
 
 impl Inner {
-    fn lease_ok(&self, claimed_at: Instant) -> bool {
-        claimed_at.elapsed() < self.cfg.worker.lease.mul_f64(0.8)
-    }
-
     async fn chroma_failure(&self, stage: &'static str, e: &ChromaError) -> Failure {
         let mut f = Failure::chroma(stage, e);
         // The collection was deleted under us: look it up again next time.
@@ -109,7 +106,7 @@ impl Inner {
     pub(crate) async fn process_batch(
         &self,
         entries: Vec<OutboxEntry>,
-        claimed_at: Instant,
+        clock: &LeaseClock,
     ) -> Result<BatchReport, WorkerError> {
         let mut fates: HashMap<ObjectId, Fate> = HashMap::new();
         let info: HashMap<ObjectId, EntryInfo> = entries
@@ -219,7 +216,7 @@ impl Inner {
             }
         }
 
-        if (!deletes.is_empty() || !targets.is_empty()) && !self.lease_ok(claimed_at) {
+        if (!deletes.is_empty() || !targets.is_empty()) && !clock.ok() {
             for (id, _) in &deletes {
                 fates.insert(*id, Fate::Release);
             }
@@ -268,7 +265,7 @@ impl Inner {
                 }
             }
             if !targets.is_empty() {
-                self.index_targets(coll, targets, &mut fates).await;
+                self.index_targets(coll, targets, clock, &mut fates).await;
             }
         }
 
@@ -281,6 +278,7 @@ impl Inner {
         &self,
         coll: &str,
         targets: Vec<Target>,
+        clock: &LeaseClock,
         fates: &mut HashMap<ObjectId, Fate>,
     ) {
         let vids: Vec<String> = targets.iter().map(|t| t.doc.id.to_hex()).collect();
@@ -319,13 +317,26 @@ impl Inner {
         }
 
         if !meta_updates.is_empty() {
-            self.write_metadata(coll, meta_updates, fates).await;
+            if clock.ok() {
+                self.write_metadata(coll, meta_updates, fates).await;
+            } else {
+                for u in &meta_updates {
+                    fates.insert(u.0, Fate::Release);
+                }
+            }
         }
         if to_embed.is_empty() {
             return;
         }
         let embedded = self.embed_all(to_embed, fates).await;
         if embedded.is_empty() {
+            return;
+        }
+        // Embedding can be slow: write only if the claims are still ours.
+        if !clock.ok() {
+            for (t, _, _) in &embedded {
+                fates.insert(t.entry, Fate::Release);
+            }
             return;
         }
         self.write_vectors(coll, embedded, fates).await;

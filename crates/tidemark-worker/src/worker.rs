@@ -2,6 +2,7 @@
 //! the long-running `run` loop with graceful shutdown.
 
 use crate::claim::Claimed;
+use crate::lease::LeaseClock;
 use crate::metrics::Metrics;
 use crate::WorkerError;
 use mongodb::change_stream::event::ResumeToken;
@@ -201,7 +202,13 @@ impl Worker {
                 .metrics
                 .batch_size
                 .observe(claimed.entries.len() as f64);
-            match inner.process_batch(claimed.entries, claimed.at).await {
+            let clock = LeaseClock::new(claimed.at, inner.cfg.worker.lease);
+            let ids: Vec<_> = claimed.entries.iter().map(|e| e.id).collect();
+            let result = tokio::select! {
+                r = inner.process_batch(claimed.entries, &clock) => r,
+                _ = inner.keep_alive(&claimed.docs, &ids, &clock) => unreachable!("keep_alive never returns"),
+            };
+            match result {
                 Ok(r) => report.add(&r),
                 Err(e) => {
                     inner.release_docs(&claimed.docs).await;
