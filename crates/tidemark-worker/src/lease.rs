@@ -94,7 +94,7 @@ impl Inner {
                 Ok(false) => {
                     tracing::warn!(owner = %self.owner, "a document lock was taken over during a batch; handing the batch back");
                     clock.lose();
-                   
+                    std::future::pending::<()>().await;
                 }
                 Err(e) => tracing::warn!(error = %e, "renewing leases failed; will try again"),
             }
