@@ -1,7 +1,8 @@
 //! `ensure_schema`: creates the collections and every index the system needs, idempotently.
 //!
 //! - `documents`: unique `contentId`;
-//! - `outbox`: `{status, nextAttemptAt}` (the worker's sweep), `{documentId, version: -1}` and
+//! - `outbox`: `{status, nextAttemptAt}` (the worker's sweep), `{status, createdAt}` (the lag:
+//!   the oldest pending entry, read every second by each worker), `{documentId, version: -1}` and
 //!   `{contentId, version: -1}` (per-document lookups, the next version after a delete), and a
 //!   TTL index on `doneAt` that keeps done entries for `outbox.retention` (the audit trail).
 //!   Pending and dead entries have no `doneAt`, so the TTL never removes them.
@@ -18,6 +19,7 @@ use tidemark_core::{COLL_DOCUMENTS, COLL_OUTBOX, COLL_SYNC_STATE};
 pub const INDEX_NAMES: &[(&str, &str)] = &[
     (COLL_DOCUMENTS, "contentId_unique"),
     (COLL_OUTBOX, "status_nextAttemptAt"),
+    (COLL_OUTBOX, "status_createdAt"),
     (COLL_OUTBOX, "documentId_version"),
     (COLL_OUTBOX, "contentId_version"),
     (COLL_OUTBOX, TTL_INDEX),
@@ -57,6 +59,11 @@ impl Store {
                 index(
                     doc! {"status": 1, "nextAttemptAt": 1},
                     "status_nextAttemptAt",
+                    false,
+                ),
+                index(
+                    doc! {"status": 1, "createdAt": 1},
+                    "status_createdAt",
                     false,
                 ),
                 index(

@@ -345,7 +345,7 @@ impl Inner {
         let dead = ob.count_documents(doc! {"status": "dead"}).await?;
         let oldest = ob
             .find_one(doc! {"status": "pending"})
-            .sort(doc! {"_id": 1})
+            .sort(doc! {"createdAt": 1})
             .projection(doc! {"createdAt": 1})
             .await?;
         let lag = oldest
