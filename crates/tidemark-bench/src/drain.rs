@@ -345,6 +345,10 @@ pub async fn run_hash(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> 
         "ratio",
         0.9,
     );
+    report.note(format!(
+        "drain: the worker keeps up to {} batches in flight (worker.concurrency); the stages alone send one request at a time",
+        ctx.cfg.worker.concurrency
+    ));
     report.stage(
         "drain",
         "embedder alone",
