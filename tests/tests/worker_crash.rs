@@ -15,6 +15,7 @@ use tidemark_core::config::EmbedderKind;
 use tidemark_store::NewDocument;
 use worker_support::{count_status, test_config, wait_until, Env};
 
+/// Starts the worker; its stderr goes to `worker.log` beside the config (appended).
 fn spawn_worker(config: &std::path::Path) -> Child {
     let bin = tidemark_e2e::tidemark_bin();
     assert!(
@@ -22,6 +23,11 @@ fn spawn_worker(config: &std::path::Path) -> Child {
         "{} missing: run `cargo build -p tidemark-cli` first",
         bin.display()
     );
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("worker.log"))
+        .expect("open worker.log");
     Command::new(bin)
         .arg("--config")
         .arg(config)
@@ -29,7 +35,7 @@ fn spawn_worker(config: &std::path::Path) -> Child {
         .env_remove("MONGODB_URI")
         .env_remove("CHROMA_URL")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log))
         .spawn()
         .expect("start tidemark worker")
 }
@@ -80,9 +86,19 @@ async fn kill_9_during_import_loses_nothing() {
     while kills < 5 || !writer.is_finished() || done_before == 0 {
         assert!(kills < 60, "the killed workers never completed an entry");
         let mut child = spawn_worker(&config);
-        let ms = rng.random_range(400..2000);
+        // A random moment; the window widens while killed workers make no progress (a worker
+        // on a loaded machine may need seconds for its first batch).
+        let stalled = if done_before == 0 { kills } else { 0 };
+        let ms: u64 = rng.random_range(400..2000) + 300 * stalled as u64;
         tokio::time::sleep(Duration::from_millis(ms)).await;
-        assert!(child.try_wait().unwrap().is_none(), "worker exited early");
+        if let Some(status) = child.try_wait().unwrap() {
+            let log = std::fs::read_to_string(dir.join("worker.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            panic!(
+                "worker exited early ({status}); its last log lines:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         kills += 1;

@@ -62,6 +62,7 @@ async fn transient_failures_back_off_then_die_after_max_attempts() {
         .put(NewDocument::new("bad", "t", "bad FLAKY text"))
         .await
         .unwrap();
+    let before = bson::DateTime::now().timestamp_millis();
     let r = w.drain().await.unwrap();
     assert_eq!(
         r.retried, 2,
@@ -71,10 +72,12 @@ async fn transient_failures_back_off_then_die_after_max_attempts() {
     assert!(e
         .iter()
         .all(|e| e.status == OutboxStatus::Pending && e.attempts == 1));
-    let wait = e[0].next_attempt_at.timestamp_millis() - bson::DateTime::now().timestamp_millis();
+    // The first retry waits between half and all of backoff_base (200 ms) after the failure,
+    // which came after `before`.
+    let wait = e[0].next_attempt_at.timestamp_millis() - before;
     assert!(
-        wait > 50,
-        "next attempt is scheduled in the future ({wait} ms)"
+        wait >= 100,
+        "next attempt is scheduled at least 100 ms after the failure ({wait} ms)"
     );
     assert!(e[0].last_error.as_deref().unwrap().contains("FLAKY"));
     // On retry each document is embedded alone: the good one goes through, the bad one keeps

@@ -6,6 +6,7 @@ use crate::process::{EntryInfo, Fate};
 use crate::worker::{BatchReport, Inner};
 use crate::WorkerError;
 use bson::{doc, oid::ObjectId, Document};
+use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
 use std::collections::HashMap;
 use std::time::Duration;
 use tidemark_core::{OutboxResult, COLL_DOCUMENTS};
@@ -118,15 +119,53 @@ impl Inner {
         {
             by_version.entry(i.version).or_default().push(i.document_id);
         }
-        let documents = self.store.database().collection::<Document>(COLL_DOCUMENTS);
-        for (version, ids) in by_version {
-            documents
-                .update_many(
-                    doc! {"_id": {"$in": ids}, "version": version, "indexedVersion": {"$ne": version}},
-                    vec![doc! {"$set": {"vectorId": {"$toString": "$_id"}, "indexedVersion": "$version"}}],
-                )
-                .await?;
+        if by_version.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        // In a transaction, although one update would do: an update outside a transaction that
+        // meets an application's uncommitted write to the same document waits (MongoDB retries
+        // it) until that transaction ends, while inside a transaction it fails at once with a
+        // TransientTransactionError and is retried here. Waiting is fine on MongoDB, but the
+        // test server (SecantusDB's Python build) holds its collection lock while it waits,
+        // which blocks the very transaction it waits for.
+        let db = self.store.database();
+        let documents = db.collection::<Document>(COLL_DOCUMENTS);
+        let mut session = db.client().start_session().await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let r: Result<(), mongodb::error::Error> = async {
+                session.start_transaction().await?;
+                for (version, ids) in &by_version {
+                    documents
+                        .update_many(
+                            doc! {"_id": {"$in": ids}, "version": version, "indexedVersion": {"$ne": version}},
+                            vec![doc! {"$set": {"vectorId": {"$toString": "$_id"}, "indexedVersion": "$version"}}],
+                        )
+                        .session(&mut session)
+                        .await?;
+                }
+                loop {
+                    match session.commit_transaction().await {
+                        Err(e) if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) => continue,
+                        r => return r,
+                    }
+                }
+            }
+            .await;
+            match r {
+                Ok(()) => return Ok(()),
+                Err(e) if e.contains_label(TRANSIENT_TRANSACTION_ERROR) && attempt < 10 => {
+                    let _ = session.abort_transaction().await;
+                    tracing::debug!(error = %e, attempt, "marking documents indexed conflicted; retrying");
+                    let ms = 10u64 << attempt.min(6);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                Err(e) => {
+                    let _ = session.abort_transaction().await;
+                    return Err(e.into());
+                }
+            }
+        }
     }
 }
