@@ -27,7 +27,7 @@ async fn transactional_writers_and_the_worker_never_block_each_other() {
     };
     // Every round rewrites the same 40 documents in transactions of 20, so the worker is
     // always marking documents indexed that a writer is updating.
-    let rounds = 25;
+    let rounds = 15;
     let writer = {
         let store = env.store.clone();
         tokio::spawn(async move {

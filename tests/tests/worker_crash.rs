@@ -84,7 +84,10 @@ async fn kill_9_during_import_loses_nothing() {
     // demonstrably did work in between (on a loaded machine a worker may need a while to start).
     let mut done_before = 0;
     while kills < 5 || !writer.is_finished() || done_before == 0 {
-        assert!(kills < 60, "the killed workers never completed an entry");
+        assert!(
+            done_before > 0 || kills < 40,
+            "the killed workers never completed an entry"
+        );
         let mut child = spawn_worker(&config);
         // A random moment; the window widens while killed workers make no progress (a worker
         // on a loaded machine may need seconds for its first batch).

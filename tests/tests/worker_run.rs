@@ -294,11 +294,12 @@ async fn batches_in_flight_overlap_but_never_share_a_document() {
 #[tokio::test]
 async fn a_batch_slower_than_its_lease_keeps_its_claims_and_finishes_once() {
     let mut cfg = test_config("wk_renew");
-    cfg.worker.lease = Duration::from_secs(1);
+    cfg.worker.lease = Duration::from_secs(3);
     let env = Env::with_config(cfg).await;
-    // Embedding one batch takes 2.5 leases: without renewal the claims would expire, the
-    // second worker would take the documents over, and the first would hand its batch back.
-    *env.embedder.delay.lock().unwrap() = Duration::from_millis(2500);
+    // Embedding one batch takes 2 leases: without renewal the claims would expire, the second
+    // worker would take the documents over, and the first would hand its batch back. (A lease
+    // of seconds, not less: renewals must get through a busy test server in time.)
+    *env.embedder.delay.lock().unwrap() = Duration::from_millis(6000);
     let a = env.worker();
     let b = env.worker();
     a.init().await.unwrap();

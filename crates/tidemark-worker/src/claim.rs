@@ -61,16 +61,31 @@ impl Inner {
         Ok(())
     }
 
+    /// Pending entries that are due and not leased by a live worker.
+    fn due_filter(now: DateTime) -> Document {
+        doc! {
+            "status": "pending",
+            "nextAttemptAt": {"$lte": now},
+            "$or": [{"lease": null}, {"lease.until": {"$lt": now}}],
+        }
+    }
+
+    /// Whether any entry is due (what a claim would find).
+    pub(crate) async fn anything_due(&self) -> Result<bool, WorkerError> {
+        let first = self
+            .raw_outbox()
+            .find_one(Self::due_filter(DateTime::now()))
+            .projection(doc! {"_id": 1})
+            .await?;
+        Ok(first.is_some())
+    }
+
     /// Locks up to `limit` documents with due entries and leases their entries.
     pub(crate) async fn claim(&self, limit: usize) -> Result<Claimed, WorkerError> {
         let at = Instant::now();
         let now = DateTime::now();
         let until = later(now, self.cfg.worker.lease);
-        let due = doc! {
-            "status": "pending",
-            "nextAttemptAt": {"$lte": now},
-            "$or": [{"lease": null}, {"lease.until": {"$lt": now}}],
-        };
+        let due = Self::due_filter(now);
         let cands: Vec<Document> = self
             .raw_outbox()
             .find(due)

@@ -43,6 +43,9 @@ pub use worker::{BatchReport, Worker, WorkerStats};
 pub enum WorkerError {
     #[error("mongodb: {0}")]
     Mongo(#[from] mongodb::error::Error),
+    /// A write the server answered with per-statement errors.
+    #[error("mongodb write: {0}")]
+    WriteErrors(String),
     #[error("store: {0}")]
     Store(#[from] tidemark_store::StoreError),
     #[error("chroma: {0}")]

@@ -6,7 +6,6 @@ use crate::process::{EntryInfo, Fate};
 use crate::worker::{BatchReport, Inner};
 use crate::WorkerError;
 use bson::{doc, oid::ObjectId, Document};
-use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
 use std::collections::HashMap;
 use std::time::Duration;
 use tidemark_core::{OutboxResult, COLL_DOCUMENTS};
@@ -103,69 +102,47 @@ impl Inner {
 
     /// Sets `vectorId` and `indexedVersion` on documents whose indexed/unchanged entry is done,
     /// only where the document's version still equals the entry's.
+    ///
+    /// One `update` command carrying one single-document statement per document (`multi:
+    /// false`, matched by `_id`): one round trip, an `_id` lookup per statement on any server.
+    /// Not an `updateMany`, and not a transaction: a multi-document update that meets an
+    /// application's uncommitted write waits for that transaction, and the test server
+    /// (SecantusDB's Python build) holds its collection lock while it waits, blocking the very
+    /// transaction it waits for; a transaction of ours, left open by a worker killed with
+    /// SIGKILL, would block the application's writes to those documents until the server
+    /// reaps it. A single-document write waits without either effect.
     async fn set_indexed(
         &self,
         done: &HashMap<&'static str, (OutboxResult, Vec<ObjectId>)>,
         info: &HashMap<ObjectId, EntryInfo>,
     ) -> Result<(), WorkerError> {
-        // One `_id: {$in}` update per distinct version: an index lookup on any server, where a
-        // long `$or` of (_id, version) pairs is planned clause by clause.
-        let mut by_version: std::collections::BTreeMap<i64, Vec<ObjectId>> = Default::default();
-        for i in done
+        let statements: Vec<Document> = done
             .values()
             .filter(|(r, _)| matches!(r, OutboxResult::Indexed | OutboxResult::Unchanged))
             .flat_map(|(_, ids)| ids.iter())
             .filter_map(|id| info.get(id))
-        {
-            by_version.entry(i.version).or_default().push(i.document_id);
-        }
-        if by_version.is_empty() {
-            return Ok(());
-        }
-        // In a transaction, although one update would do: an update outside a transaction that
-        // meets an application's uncommitted write to the same document waits (MongoDB retries
-        // it) until that transaction ends, while inside a transaction it fails at once with a
-        // TransientTransactionError and is retried here. Waiting is fine on MongoDB, but the
-        // test server (SecantusDB's Python build) holds its collection lock while it waits,
-        // which blocks the very transaction it waits for.
+            .map(|i| {
+                doc! {
+                    "q": {"_id": i.document_id, "version": i.version, "indexedVersion": {"$ne": i.version}},
+                    "u": [{"$set": {"vectorId": {"$toString": "$_id"}, "indexedVersion": "$version"}}],
+                    "multi": false,
+                }
+            })
+            .collect();
         let db = self.store.database();
-        let documents = db.collection::<Document>(COLL_DOCUMENTS);
-        let mut session = db.client().start_session().await?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let r: Result<(), mongodb::error::Error> = async {
-                session.start_transaction().await?;
-                for (version, ids) in &by_version {
-                    documents
-                        .update_many(
-                            doc! {"_id": {"$in": ids}, "version": version, "indexedVersion": {"$ne": version}},
-                            vec![doc! {"$set": {"vectorId": {"$toString": "$_id"}, "indexedVersion": "$version"}}],
-                        )
-                        .session(&mut session)
-                        .await?;
-                }
-                loop {
-                    match session.commit_transaction().await {
-                        Err(e) if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) => continue,
-                        r => return r,
-                    }
-                }
-            }
-            .await;
-            match r {
-                Ok(()) => return Ok(()),
-                Err(e) if e.contains_label(TRANSIENT_TRANSACTION_ERROR) && attempt < 10 => {
-                    let _ = session.abort_transaction().await;
-                    tracing::debug!(error = %e, attempt, "marking documents indexed conflicted; retrying");
-                    let ms = 10u64 << attempt.min(6);
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                }
-                Err(e) => {
-                    let _ = session.abort_transaction().await;
-                    return Err(e.into());
+        for chunk in statements.chunks(1000) {
+            let reply = db
+                .run_command(doc! {"update": COLL_DOCUMENTS, "updates": chunk, "ordered": false})
+                .await?;
+            if let Ok(errors) = reply.get_array("writeErrors") {
+                if let Some(first) = errors.first() {
+                    return Err(WorkerError::WriteErrors(format!(
+                        "marking documents indexed: {} statement(s) failed, first: {first}",
+                        errors.len()
+                    )));
                 }
             }
         }
+        Ok(())
     }
 }

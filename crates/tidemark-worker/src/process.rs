@@ -216,7 +216,7 @@ impl Inner {
             }
         }
 
-        if (!deletes.is_empty() || !targets.is_empty()) && !clock.ok() {
+        if (!deletes.is_empty() || !targets.is_empty()) && !self.still_ours(clock).await {
             for (id, _) in &deletes {
                 fates.insert(*id, Fate::Release);
             }
@@ -317,7 +317,7 @@ impl Inner {
         }
 
         if !meta_updates.is_empty() {
-            if clock.ok() {
+            if self.still_ours(clock).await {
                 self.write_metadata(coll, meta_updates, fates).await;
             } else {
                 for u in &meta_updates {
@@ -333,7 +333,7 @@ impl Inner {
             return;
         }
         // Embedding can be slow: write only if the claims are still ours.
-        if !clock.ok() {
+        if !self.still_ours(clock).await {
             for (t, _, _) in &embedded {
                 fates.insert(t.entry, Fate::Release);
             }

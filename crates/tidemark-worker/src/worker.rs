@@ -202,11 +202,16 @@ impl Worker {
                 .metrics
                 .batch_size
                 .observe(claimed.entries.len() as f64);
-            let clock = LeaseClock::new(claimed.at, inner.cfg.worker.lease);
             let ids: Vec<_> = claimed.entries.iter().map(|e| e.id).collect();
+            let clock = LeaseClock::new(
+                claimed.docs.clone(),
+                ids,
+                claimed.at,
+                inner.cfg.worker.lease,
+            );
             let result = tokio::select! {
                 r = inner.process_batch(claimed.entries, &clock) => r,
-                _ = inner.keep_alive(&claimed.docs, &ids, &clock) => unreachable!("keep_alive never returns"),
+                _ = inner.keep_alive(&clock) => unreachable!("keep_alive never returns"),
             };
             match result {
                 Ok(r) => report.add(&r),
@@ -352,6 +357,7 @@ impl Worker {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+        let mut finished = true;
         if !in_flight.is_empty() {
             tracing::info!(
                 batches = in_flight.len(),
@@ -367,8 +373,17 @@ impl Worker {
                 .is_err()
             {
                 tracing::warn!("batches did not finish before the deadline; releasing them");
+                finished = false;
                 in_flight.abort_all();
                 while in_flight.join_next().await.is_some() {}
+            }
+        }
+        if finished {
+            // Everything seen before this snapshot is done when nothing is due: save it, so
+            // the next start resumes the stream here.
+            let snapshot = inner.seen_token.lock().unwrap().clone();
+            if let (Some(t), Ok(false)) = (snapshot, inner.anything_due().await) {
+                inner.save_token(t).await;
             }
         }
         let _ = stop_tx.send(true);
