@@ -2,7 +2,8 @@
 //! some updated and deleted), the worker process is killed with SIGKILL at random moments at
 //! least five times and restarted; a final worker drains and stops on SIGTERM with exit 0. At
 //! the end every live document has exactly one vector with its latest contentHash, there is no
-//! orphan vector and no entry is left pending.
+//! orphan vector and no entry is left pending. And a worker still starting (MongoDB not
+//! reachable) stops on SIGTERM at once with exit 0.
 //!
 //! REQUIRES the binary: `cargo build -p tidemark-cli` before this test (scripts/test does it).
 
@@ -10,7 +11,7 @@ mod worker_support;
 
 use rand::Rng;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tidemark_core::config::EmbedderKind;
 use tidemark_store::NewDocument;
 use worker_support::{count_status, test_config, wait_until, Env};
@@ -34,6 +35,8 @@ fn spawn_worker(config: &std::path::Path) -> Child {
         .arg("worker")
         .env_remove("MONGODB_URI")
         .env_remove("CHROMA_URL")
+        // Warnings, plus the worker's few lifecycle lines ("worker started").
+        .env("RUST_LOG", "warn,tidemark_worker=info")
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .spawn()
@@ -110,10 +113,19 @@ async fn kill_9_during_import_loses_nothing() {
     writer.await.unwrap();
     assert!(kills >= 5);
 
-    // A last worker drains everything, then stops gracefully on SIGTERM with exit 0.
+    // A last worker drains everything, then stops gracefully on SIGTERM with exit 0 (once it
+    // has started: on a fast server the killed workers may have drained everything already).
+    let log = dir.join("worker.log");
+    let started = |log: &std::path::Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("worker started")
+            .count()
+    };
+    let started_before = started(&log);
     let mut child = spawn_worker(&config);
     let drained = wait_until(Duration::from_secs(90), || async {
-        count_status(&env.store, "pending").await == 0
+        started(&log) > started_before && count_status(&env.store, "pending").await == 0
     })
     .await;
     let st = Command::new("kill")
@@ -132,4 +144,56 @@ async fn kill_9_during_import_loses_nothing() {
     env.assert_consistent().await;
     let _ = std::fs::remove_dir_all(&dir);
     env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_starting_exits_0_at_once() {
+    // A loopback port nobody listens on: the worker's start-up waits for server selection.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = test_config("wk_sigterm");
+    cfg.mongodb.uri =
+        format!("mongodb://127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=60000");
+    let dir = std::env::temp_dir().join(&cfg.mongodb.database);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("tidemark.toml");
+    std::fs::write(&config, toml::to_string(&cfg).unwrap()).unwrap();
+
+    let mut child = spawn_worker(&config);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the worker should still be waiting for MongoDB"
+    );
+    let sent = Instant::now();
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let exit = wait_until(Duration::from_secs(15), || {
+        let r = child.try_wait().unwrap();
+        async move { r.is_some() }
+    })
+    .await;
+    if !exit {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("the worker did not stop within 15 s of SIGTERM while starting");
+    }
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(dir.join("worker.log")).unwrap_or_default();
+    assert!(
+        status.success(),
+        "SIGTERM while starting exits 0, got {status}; log:\n{log}"
+    );
+    assert!(
+        log.contains("stopped during start-up"),
+        "the worker says it stopped while starting; log:\n{log}"
+    );
+    assert!(sent.elapsed() < Duration::from_secs(15));
+    let _ = std::fs::remove_dir_all(&dir);
 }

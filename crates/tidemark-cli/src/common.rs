@@ -66,3 +66,30 @@ pub fn progress_bar(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
     bar.set_message(what.to_string());
     bar
 }
+
+/// Listens for SIGTERM and SIGINT from this moment on and returns a future that completes on
+/// the first of them. Called before the slow parts of start-up (model load, connections), so a
+/// stop signal that arrives while a daemon starts makes it stop gracefully instead of killing it
+/// with the default action. Needs the runtime entered (`rt.enter()`).
+pub fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::info!("stop signal received");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("stop signal received");
+        })
+    }
+}

@@ -257,7 +257,16 @@ impl Worker {
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<(), WorkerError> {
         let inner = self.inner.clone();
         let deadline = inner.cfg.worker.shutdown_deadline;
-        self.init().await?;
+        let mut shutdown = std::pin::pin!(shutdown);
+        // A stop while starting (e.g. MongoDB not reachable yet) ends the start-up at once:
+        // nothing is claimed yet, so there is nothing to finish or release.
+        tokio::select! {
+            r = self.init() => r?,
+            _ = &mut shutdown => {
+                tracing::info!(owner = %inner.owner, "stopped during start-up");
+                return Ok(());
+            }
+        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
         if !inner.cfg.metrics.addr.is_empty() {
@@ -298,7 +307,6 @@ impl Worker {
         }));
         tracing::info!(owner = %inner.owner, collection = %inner.collection_name(), "worker started");
 
-        let mut shutdown = std::pin::pin!(shutdown);
         let mut stopping = false;
         let mut stop_started = Instant::now();
         let lanes = inner.cfg.worker.concurrency;

@@ -1,6 +1,6 @@
 //! `tidemark embed serve`: serve the local all-MiniLM-L6-v2 model over an OpenAI-compatible API.
 
-use crate::common::{init_logging, runtime, GlobalArgs};
+use crate::common::{init_logging, runtime, stop_signal, GlobalArgs};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,32 +32,20 @@ pub fn run(global: &GlobalArgs, args: EmbedArgs) -> anyhow::Result<ExitCode> {
     init_logging(&cfg);
     match args.action {
         EmbedAction::Serve { model_dir, addr } => {
+            let rt = runtime()?;
+            let stop = {
+                let _entered = rt.enter();
+                stop_signal()?
+            };
             let dir = model_dir.unwrap_or_else(|| cfg.embedder.model_dir.clone());
             let embedder = tidemark_embed::local::LocalEmbedder::load(&dir)
                 .with_context(|| format!("cannot load the model from {}", dir.display()))?;
-            runtime()?.block_on(async move {
-                tidemark_embed::server::serve(Arc::new(embedder), addr, shutdown_signal())
+            rt.block_on(async move {
+                tidemark_embed::server::serve(Arc::new(embedder), addr, stop)
                     .await
                     .with_context(|| format!("cannot serve on {addr}"))
             })?;
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
     }
 }

@@ -2,7 +2,7 @@
 //! `/healthz`, `/readyz`) until SIGTERM or SIGINT, then stops gracefully within
 //! `worker.shutdown_deadline` and exits 0. `--once` drains what is due and exits instead.
 
-use crate::common::{init_logging, runtime, GlobalArgs};
+use crate::common::{init_logging, runtime, stop_signal, GlobalArgs};
 use anyhow::Context;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,33 +17,14 @@ pub struct WorkerArgs {
     pub once: bool,
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("stop signal received");
-}
-
 pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let cfg = global.load_config()?;
     init_logging(&cfg);
+    let rt = runtime()?;
+    let stop = {
+        let _entered = rt.enter();
+        stop_signal()?
+    };
     tracing::info!(
         mongodb = %tidemark_core::redact_uri(&cfg.mongodb.uri),
         database = %cfg.mongodb.database,
@@ -53,7 +34,6 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     );
     let embedder =
         tidemark_embed::from_config(&cfg.embedder).context("cannot load the embedder")?;
-    let rt = runtime()?;
     let result = rt.block_on(async {
         let store = Store::connect(&cfg).await.context("cannot connect to MongoDB")?;
         let chroma = ChromaClient::new(ChromaOptions::from_config(&cfg.chroma))?;
@@ -68,7 +48,7 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
             );
             return anyhow::Ok(());
         }
-        worker.run(shutdown_signal()).await?;
+        worker.run(stop).await?;
         anyhow::Ok(())
     });
     rt.shutdown_timeout(Duration::from_secs(1));
