@@ -238,10 +238,19 @@ pub fn record_stages(report: &mut Report, section: &str, metrics: &str, window_s
         window_s,
         done,
     );
+    if staged >= window_s {
+        // Batches in flight overlap: the stage sums exceed the wall-clock window, and the time
+        // spent outside embedding and vector writes cannot be told apart from it.
+        report.note(format!(
+            "{section}: the worker's embed and vector-write times add up to {staged:.1} s in a \
+             {window_s:.1} s window (batches in flight overlap); no \"other\" time is derived"
+        ));
+        return;
+    }
     report.stage(
         section,
         "worker other (MongoDB claim/read/mark, waits)",
-        (window_s - staged).max(0.0),
+        window_s - staged,
         done,
     );
 }
