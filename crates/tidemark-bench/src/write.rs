@@ -99,8 +99,9 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     if put / raw < 0.9 {
         report.note(
             "write: Store::put does more than the raw transaction: inside its transaction it reads the \
-             current document (and, for a new contentId, the highest outbox version) to assign the \
-             next version, then inserts both; the raw transaction only inserts",
+             latest outbox entry of the contentId (to assign the next version, which keeps increasing \
+             across a delete and re-put) before it writes both in one bulkWrite; the raw transaction \
+             only inserts",
         );
     }
 

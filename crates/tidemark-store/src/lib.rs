@@ -26,6 +26,7 @@
 //! version restarts at 1 — still safe, because the `_id` differs.)
 
 mod error;
+mod put_one;
 mod schema;
 mod txn;
 mod validate;
@@ -40,7 +41,7 @@ pub use validate::{validate, validate_content_id, NewDocument};
 use bson::oid::ObjectId;
 use bson::Document;
 use mongodb::{Client, Collection, Database};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tidemark_core::config::Limits;
@@ -96,6 +97,8 @@ pub struct Store {
     retry: RetryPolicy,
     /// Transactions attempts that were retried (shared by clones).
     retries: Arc<AtomicU64>,
+    /// Whether the server takes the `bulkWrite` command (learnt on first use; see `put_one`).
+    bulk_write: Arc<AtomicU8>,
 }
 
 impl Store {
@@ -116,7 +119,16 @@ impl Store {
             retention: cfg.outbox.retention,
             retry: RetryPolicy::default(),
             retries: Arc::new(AtomicU64::new(0)),
+            bulk_write: Arc::new(AtomicU8::new(put_one::BULK_UNKNOWN)),
         }
+    }
+
+    /// Writes a document and its outbox entry with two commands instead of one `bulkWrite`, as
+    /// on servers before MongoDB 8.0 (which the store detects by itself). For servers that
+    /// claim 8.0 but do not implement `bulkWrite` well, and for tests of that path.
+    pub fn with_separate_writes(mut self) -> Store {
+        self.bulk_write = Arc::new(AtomicU8::new(put_one::BULK_NO));
+        self
     }
 
     /// Replaces the transaction retry bounds.

@@ -98,6 +98,12 @@ pub(crate) fn error_code(e: &MongoError) -> Option<i32> {
         ErrorKind::Command(c) => Some(c.code),
         ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
         ErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
+        ErrorKind::BulkWrite(b) => b
+            .write_errors
+            .iter()
+            .min_by_key(|(index, _)| **index)
+            .map(|(_, w)| w.code)
+            .or_else(|| b.write_concern_errors.first().map(|w| w.code)),
         ErrorKind::InsertMany(m) => m
             .write_errors
             .as_ref()

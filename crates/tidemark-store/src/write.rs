@@ -11,25 +11,50 @@ use std::collections::HashMap;
 use tidemark_core::{content_hash, DocumentRecord, Op, OutboxEntry, COLL_DOCUMENTS, COLL_OUTBOX};
 
 /// A validated document with its BSON metadata and hash computed once, outside the retry loop.
-struct Prepared {
-    doc: NewDocument,
-    metadata: Document,
-    hash: String,
+pub(crate) struct Prepared {
+    pub(crate) doc: NewDocument,
+    pub(crate) metadata: Document,
+    pub(crate) hash: String,
 }
 
-struct PutBatch<'s> {
-    store: &'s Store,
-    items: Vec<Prepared>,
+/// The general put: reads the stored documents (and, for new ones, the highest outbox
+/// version) of a whole batch, then writes them and their entries.
+pub(crate) struct PutBatch<'s> {
+    pub(crate) store: &'s Store,
+    pub(crate) items: Vec<Prepared>,
 }
 
 /// State of one `contentId` while a batch is planned.
-struct Slot {
-    id: ObjectId,
+pub(crate) struct Slot {
+    pub(crate) id: ObjectId,
     /// Version of the stored document before this transaction (None: not stored).
     stored_version: Option<i64>,
-    version: i64,
+    /// The last version assigned (the stored one, or the highest of an earlier incarnation).
+    pub(crate) version: i64,
     /// Index in `items` of the last occurrence (the document's final state).
     last: usize,
+}
+
+impl Slot {
+    /// A stored document `id` at `version`.
+    pub(crate) fn stored(id: ObjectId, version: i64) -> Slot {
+        Slot {
+            id,
+            stored_version: Some(version),
+            version,
+            last: 0,
+        }
+    }
+
+    /// A document to create, its versions continuing after `base`.
+    pub(crate) fn fresh(base: i64) -> Slot {
+        Slot {
+            id: ObjectId::new(),
+            stored_version: None,
+            version: base,
+            last: 0,
+        }
+    }
 }
 
 impl TxnBody for PutBatch<'_> {
@@ -66,15 +91,7 @@ impl TxnBody for PutBatch<'_> {
                     format!("stored document {d} does not follow the contract (_id, contentId, int64 version)"),
                 )));
             };
-            slots.insert(
-                cid.to_string(),
-                Slot {
-                    id,
-                    stored_version: Some(version),
-                    version,
-                    last: 0,
-                },
-            );
+            slots.insert(cid.to_string(), Slot::stored(id, version));
         }
         drop(cursor);
         let new_ids: Vec<&str> = ids
@@ -101,15 +118,7 @@ impl TxnBody for PutBatch<'_> {
             }
             for cid in new_ids {
                 let base = max_of.get(cid).copied().unwrap_or(0);
-                slots.insert(
-                    cid.to_string(),
-                    Slot {
-                        id: ObjectId::new(),
-                        stored_version: None,
-                        version: base,
-                        last: 0,
-                    },
-                );
+                slots.insert(cid.to_string(), Slot::fresh(base));
             }
         }
 
@@ -201,7 +210,7 @@ impl TxnBody for PutBatch<'_> {
     }
 }
 
-fn as_i64(b: &bson::Bson) -> Option<i64> {
+pub(crate) fn as_i64(b: &bson::Bson) -> Option<i64> {
     match b {
         bson::Bson::Int64(v) => Some(*v),
         bson::Bson::Int32(v) => Some(i64::from(*v)),
@@ -316,15 +325,12 @@ impl Store {
                 hash,
             });
         }
-        let op = if items.len() == 1 { "put" } else { "put_many" };
-        txn::run(
-            &self.client,
-            self.retry,
-            &self.retries,
-            op,
-            &PutBatch { store: self, items },
-        )
-        .await
+        let batch = PutBatch { store: self, items };
+        if batch.items.len() == 1 {
+            let one = crate::put_one::PutOne::new(batch);
+            return txn::run(&self.client, self.retry, &self.retries, "put", &one).await;
+        }
+        txn::run(&self.client, self.retry, &self.retries, "put_many", &batch).await
     }
 
     /// Removes the document of `content_id` and writes its `delete` outbox entry in one
