@@ -154,6 +154,10 @@ pub struct WorkerConfig {
     /// Batches in flight at once in one worker process (claiming is serial; processing
     /// overlaps, so MongoDB bookkeeping, embedding and Chroma writes run side by side).
     pub concurrency: usize,
+    /// Chroma vector writes in flight at once across those batches. 1 keeps the vector store
+    /// busy with one write after another (the other batches claim, read and embed meanwhile);
+    /// a Chroma with cores to spare may take more.
+    pub vector_writes: usize,
     #[serde(with = "duration_str")]
     pub batch_wait: Duration,
     #[serde(with = "duration_str")]
@@ -176,6 +180,7 @@ impl Default for WorkerConfig {
             owner: String::new(),
             batch_size: 64,
             concurrency: 2,
+            vector_writes: 1,
             batch_wait: Duration::from_millis(50),
             lease: Duration::from_secs(60),
             max_attempts: 8,
@@ -370,6 +375,9 @@ impl Config {
         if !(1..=64).contains(&w.concurrency) {
             return Err(invalid("worker.concurrency", "must be between 1 and 64"));
         }
+        if !(1..=64).contains(&w.vector_writes) {
+            return Err(invalid("worker.vector_writes", "must be between 1 and 64"));
+        }
         if w.max_attempts < 1 {
             return Err(invalid("worker.max_attempts", "must be at least 1"));
         }
@@ -555,6 +563,11 @@ mod tests {
         let err =
             Config::from_toml_with_env("[mongodb]\nuri = \"http://x\"\n", no_env).unwrap_err();
         assert!(err.to_string().contains("mongodb.uri"));
+        let err = Config::from_toml_with_env("[worker]\nvector_writes = 0\n", no_env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config key `worker.vector_writes`: must be between 1 and 64"
+        );
         let err = Config::from_toml_with_env("[worker]\nconcurrency = 0\n", no_env).unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -476,8 +476,10 @@ impl Inner {
                 metadata: with_removals(t.metadata.clone(), old.as_ref()),
             })
             .collect();
+        let permit = self.vector_writes.acquire().await.expect("never closed");
         let t0 = Instant::now();
         let r = self.chroma.upsert(coll, &records).await;
+        drop(permit);
         self.metrics
             .vector_write_seconds
             .with_label_values(&["upsert"])

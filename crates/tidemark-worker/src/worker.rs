@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     pub collection: tokio::sync::Mutex<Option<String>>,
     pub texts_embedded: AtomicU64,
     pub vectors_upserted: AtomicU64,
+    /// Vector writes in flight at once (across the batches in flight).
+    pub vector_writes: tokio::sync::Semaphore,
     pub metadata_updates: AtomicU64,
     pub batches: AtomicU64,
     /// Latest resume token seen by the change stream.
@@ -125,6 +127,7 @@ impl Worker {
         } else {
             cfg.worker.owner.clone()
         };
+        let vector_writes = cfg.worker.vector_writes.max(1);
         Ok(Worker {
             inner: Arc::new(Inner {
                 cfg,
@@ -137,6 +140,7 @@ impl Worker {
                 collection: tokio::sync::Mutex::new(None),
                 texts_embedded: AtomicU64::new(0),
                 vectors_upserted: AtomicU64::new(0),
+                vector_writes: tokio::sync::Semaphore::new(vector_writes),
                 metadata_updates: AtomicU64::new(0),
                 batches: AtomicU64::new(0),
                 seen_token: Mutex::new(None),
