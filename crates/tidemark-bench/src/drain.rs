@@ -355,8 +355,9 @@ pub async fn run_hash(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> 
         0.9,
     );
     report.note(format!(
-        "drain: the worker keeps up to {} batches in flight (worker.concurrency); the stages alone send one request at a time",
-        ctx.cfg.worker.concurrency
+        "drain: the worker keeps up to {} batches in flight (worker.concurrency) with up to {} \
+         Chroma writes at once (worker.vector_writes); the stages alone send one request at a time",
+        ctx.cfg.worker.concurrency, ctx.cfg.worker.vector_writes
     ));
     report.stage(
         "drain",
