@@ -286,6 +286,11 @@ async fn batches_in_flight_overlap_but_never_share_a_document() {
         .map(|r| processed(&w, r))
         .sum();
     assert_eq!(done, 120, "every entry done exactly once");
+    let stats = w.stats();
+    assert_eq!(
+        stats.max_vector_writes_in_flight, 1,
+        "one Chroma write at a time (worker.vector_writes = 1) across three batches in flight"
+    );
     env.assert_consistent().await;
     assert!(env.documents().await.iter().all(|d| d.version == 2));
     env.cleanup().await;

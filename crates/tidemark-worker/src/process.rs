@@ -477,8 +477,12 @@ impl Inner {
             })
             .collect();
         let permit = self.vector_writes.acquire().await.expect("never closed");
+        let now = self.vector_writes_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.max_vector_writes_in_flight
+            .fetch_max(now, Ordering::Relaxed);
         let t0 = Instant::now();
         let r = self.chroma.upsert(coll, &records).await;
+        self.vector_writes_in_flight.fetch_sub(1, Ordering::Relaxed);
         drop(permit);
         self.metrics
             .vector_write_seconds

@@ -59,6 +59,9 @@ pub struct WorkerStats {
     /// Records whose metadata alone was updated.
     pub metadata_updates: u64,
     pub batches: u64,
+    /// Most Chroma vector writes this worker had in flight at once (bounded by
+    /// `worker.vector_writes`).
+    pub max_vector_writes_in_flight: u64,
 }
 
 pub(crate) struct Inner {
@@ -74,6 +77,8 @@ pub(crate) struct Inner {
     pub vectors_upserted: AtomicU64,
     /// Vector writes in flight at once (across the batches in flight).
     pub vector_writes: tokio::sync::Semaphore,
+    pub vector_writes_in_flight: AtomicU64,
+    pub max_vector_writes_in_flight: AtomicU64,
     pub metadata_updates: AtomicU64,
     pub batches: AtomicU64,
     /// Latest resume token seen by the change stream.
@@ -141,6 +146,8 @@ impl Worker {
                 texts_embedded: AtomicU64::new(0),
                 vectors_upserted: AtomicU64::new(0),
                 vector_writes: tokio::sync::Semaphore::new(vector_writes),
+                vector_writes_in_flight: AtomicU64::new(0),
+                max_vector_writes_in_flight: AtomicU64::new(0),
                 metadata_updates: AtomicU64::new(0),
                 batches: AtomicU64::new(0),
                 seen_token: Mutex::new(None),
@@ -167,6 +174,7 @@ impl Worker {
             vectors_upserted: i.vectors_upserted.load(Ordering::Relaxed),
             metadata_updates: i.metadata_updates.load(Ordering::Relaxed),
             batches: i.batches.load(Ordering::Relaxed),
+            max_vector_writes_in_flight: i.max_vector_writes_in_flight.load(Ordering::Relaxed),
         }
     }
 
