@@ -1,4 +1,5 @@
-//! The long-running loop: the change stream wakes the worker; a resume token that is invalid
+//! The long-running loop: the change stream wakes the worker; a clean restart resumes from the
+//! saved position without restarting the stream; a resume token that is invalid
 //! (or gone) restarts the stream from now, counts the restart and misses nothing; SIGTERM-style
 //! shutdown returns within the deadline with leases and locks released and the token saved;
 //! `/metrics`, `/healthz` and `/readyz` answer; several batches in flight in one worker
@@ -7,6 +8,7 @@
 mod worker_support;
 
 use bson::{doc, Document};
+use futures::StreamExt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tidemark_core::COLL_SYNC_STATE;
@@ -83,7 +85,11 @@ async fn invalid_resume_token_restarts_from_now_and_misses_nothing() {
         .collection::<Document>(COLL_SYNC_STATE)
         .update_one(
             doc! {"_id": &env.cfg.worker.group},
-            doc! {"$set": {"resumeToken": {"_data": "82FFFFFFFF000000012B0229296E04"}}},
+            // Both the post-batch token and the last event's token (the fallback).
+            doc! {"$set": {
+                "resumeToken": {"_data": "82FFFFFFFF000000012B0229296E04"},
+                "eventToken": {"_data": "82FFFFFFFE000000012B0229296E04"},
+            }},
         )
         .await
         .unwrap();
@@ -134,6 +140,99 @@ async fn invalid_resume_token_restarts_from_now_and_misses_nothing() {
     stop.send(()).unwrap();
     h.await.unwrap().unwrap();
     assert!(ok);
+    env.assert_consistent().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_clean_restart_resumes_from_the_saved_token() {
+    let mut cfg = test_config("wk_resume");
+    cfg.worker.sweep_interval = Duration::from_secs(60);
+    let env = Env::with_config(cfg).await;
+    let w1 = env.worker();
+    let (stop, h) = spawn_run(&w1);
+    env.store.put_many(docs("a", 20)).await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            count_status(&env.store, "done").await == 20
+        })
+        .await
+    );
+    stop.send(()).unwrap();
+    h.await.unwrap().unwrap();
+    let row = env
+        .store
+        .database()
+        .collection::<Document>(COLL_SYNC_STATE)
+        .find_one(doc! {"_id": &env.cfg.worker.group})
+        .await
+        .unwrap()
+        .expect("position saved at shutdown");
+    assert!(row.get_document("resumeToken").is_ok(), "{row:?}");
+
+    // The position a worker holds when the last thing its stream scanned was DDL in the same
+    // database (here a collection created): the post-batch token moves past it, and some
+    // servers mint that token with the `db.$cmd` namespace and then refuse to resume from it.
+    // The last event's own token is the fallback.
+    let mut stream = env.store.outbox().watch().await.unwrap();
+    env.store
+        .put(NewDocument::new("x0", "t", "x0 body text"))
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .expect("event within 20s")
+        .expect("stream open")
+        .unwrap();
+    env.store
+        .database()
+        .create_collection("ddl_after_the_event")
+        .await
+        .unwrap();
+    let mut post_batch = stream.resume_token().expect("a token after an event");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while post_batch == event.id && Instant::now() < deadline {
+        assert!(stream.next_if_any().await.unwrap().is_none());
+        post_batch = stream.resume_token().unwrap();
+    }
+    drop(stream);
+    env.store
+        .database()
+        .collection::<Document>(COLL_SYNC_STATE)
+        .update_one(
+            doc! {"_id": &env.cfg.worker.group},
+            doc! {"$set": {
+                "resumeToken": bson::to_document(&post_batch).unwrap(),
+                "eventToken": bson::to_document(&event.id).unwrap(),
+            }},
+        )
+        .await
+        .unwrap();
+
+    // Written while no worker runs; the next worker resumes the stream where the last left it.
+    env.store.put_many(docs("b", 15)).await.unwrap();
+    let w2 = env.worker();
+    let (stop, h) = spawn_run(&w2);
+    env.store.put_many(docs("c", 10)).await.unwrap();
+    let ok = wait_until(Duration::from_secs(20), || async {
+        count_status(&env.store, "done").await == 46
+    })
+    .await;
+    stop.send(()).unwrap();
+    h.await.unwrap().unwrap();
+    assert!(ok, "no entry missed");
+    let restarts = |reason: &str| {
+        w2.metrics()
+            .change_stream_restarts_total
+            .with_label_values(&[reason])
+            .get()
+    };
+    assert_eq!(
+        restarts("invalid_token"),
+        0,
+        "the saved position was resumed"
+    );
+    assert_eq!(restarts("history_lost"), 0);
     env.assert_consistent().await;
     env.cleanup().await;
 }

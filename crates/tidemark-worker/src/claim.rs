@@ -379,26 +379,28 @@ impl Inner {
     }
 
     /// Saves the change stream position of the worker group (if it moved).
-    pub(crate) async fn save_token(&self, token: mongodb::change_stream::event::ResumeToken) {
-        if self.saved_token.lock().unwrap().as_ref() == Some(&token) {
+    pub(crate) async fn save_token(&self, pos: crate::stream::StreamPosition) {
+        if self.saved_token.lock().unwrap().as_ref() == Some(&pos) {
             return;
         }
-        let Ok(doc) = bson::to_document(&token) else {
+        let Ok(token) = bson::to_document(&pos.token) else {
             return;
+        };
+        let mut set = doc! {"resumeToken": token, "updatedAt": DateTime::now()};
+        match pos.event.as_ref().map(bson::to_document) {
+            Some(Ok(event)) => set.insert("eventToken", event),
+            _ => set.insert("eventToken", bson::Bson::Null),
         };
         let r = self
             .store
             .database()
             .collection::<Document>(COLL_SYNC_STATE)
-            .update_one(
-                doc! {"_id": &self.cfg.worker.group},
-                doc! {"$set": {"resumeToken": doc, "updatedAt": DateTime::now()}},
-            )
+            .update_one(doc! {"_id": &self.cfg.worker.group}, doc! {"$set": set})
             .upsert(true)
             .await;
         match r {
             Ok(_) => {
-                *self.saved_token.lock().unwrap() = Some(token);
+                *self.saved_token.lock().unwrap() = Some(pos);
                 *self.saved_at.lock().unwrap() = Instant::now();
             }
             Err(e) => tracing::warn!(error = %e, "saving the resume token failed"),

@@ -6,6 +6,13 @@
 //! saved token cannot be resumed from (history lost, invalid token) the stream restarts from
 //! now and the loop sweeps the outbox, so no entry is missed; each restart is counted in
 //! `tidemark_change_stream_restarts_total{reason}`.
+//!
+//! The position kept is the stream's post-batch token, plus the token of the last event
+//! delivered. Some servers refuse to resume from a post-batch token they minted (the Python
+//! SecantusDB stamps it with the `db.$cmd` namespace when the last entry its scan passed was
+//! DDL in the database, such as a collection or index created); the last event's token is then
+//! tried before the stream restarts from now. Resuming from it replays at most the events
+//! after it, which the claim (by status) ignores.
 
 use crate::worker::Inner;
 use bson::{doc, Document};
@@ -20,7 +27,27 @@ use tokio::sync::watch;
 /// Server error codes meaning the resume point is gone from the oplog.
 const HISTORY_LOST: &[i32] = &[280, 286];
 
-async fn load_token(inner: &Inner) -> Option<ResumeToken> {
+/// Where the change stream stands: saved in `sync_state` as `resumeToken` and `eventToken`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StreamPosition {
+    /// The stream's latest resume token (post-batch when the server sends one).
+    pub token: ResumeToken,
+    /// The `_id` of the last event delivered, the fallback when `token` is refused.
+    pub event: Option<ResumeToken>,
+}
+
+fn read_token(row: &Document, key: &str) -> Option<ResumeToken> {
+    let t = row.get_document(key).ok()?.clone();
+    match bson::from_document::<ResumeToken>(t) {
+        Ok(tok) => Some(tok),
+        Err(e) => {
+            tracing::warn!(error = %e, key, "saved resume token is unreadable; ignoring it");
+            None
+        }
+    }
+}
+
+async fn load_position(inner: &Inner) -> Option<StreamPosition> {
     let row = inner
         .store
         .database()
@@ -29,13 +56,13 @@ async fn load_token(inner: &Inner) -> Option<ResumeToken> {
         .await
         .ok()
         .flatten()?;
-    let t = row.get_document("resumeToken").ok()?.clone();
-    match bson::from_document::<ResumeToken>(t) {
-        Ok(tok) => Some(tok),
-        Err(e) => {
-            tracing::warn!(error = %e, "saved resume token is unreadable; starting from now");
-            None
-        }
+    let event = read_token(&row, "eventToken");
+    match read_token(&row, "resumeToken") {
+        Some(token) => Some(StreamPosition { token, event }),
+        None => event.map(|e| StreamPosition {
+            token: e.clone(),
+            event: Some(e),
+        }),
     }
 }
 
@@ -55,46 +82,63 @@ fn restart(inner: &Inner, reason: &str) {
     inner.wake.notify_one();
 }
 
+type Stream = mongodb::change_stream::ChangeStream<
+    mongodb::change_stream::event::ChangeStreamEvent<Document>,
+>;
+
+/// The reason a failed resume is counted under, or `None` when the failure is not the
+/// server refusing the token (a connection problem: retry the same position).
+fn refusal(e: &mongodb::error::Error) -> Option<&'static str> {
+    if !matches!(*e.kind, ErrorKind::Command(_)) {
+        return None;
+    }
+    Some(if HISTORY_LOST.contains(&command_code(e)) {
+        "history_lost"
+    } else {
+        "invalid_token"
+    })
+}
+
 pub(crate) async fn stream_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     let outbox = inner.store.database().collection::<Document>(COLL_OUTBOX);
-    let mut token = load_token(&inner).await;
-    if let Some(t) = &token {
-        *inner.saved_token.lock().unwrap() = Some(t.clone());
+    let mut pos = load_position(&inner).await;
+    if let Some(p) = &pos {
+        *inner.saved_token.lock().unwrap() = Some(p.clone());
     }
     let pipeline = vec![doc! {"$match": {"$or": [
         {"operationType": "insert"},
         {"operationType": "replace", "fullDocument.status": "pending"},
         {"operationType": "update", "updateDescription.updatedFields.status": "pending"},
     ]}}];
+    let open = |token: Option<ResumeToken>| {
+        let watch = outbox.watch().pipeline(pipeline.clone());
+        async move {
+            match token {
+                Some(t) => watch.resume_after(t).await,
+                None => watch.await,
+            }
+        }
+    };
     let mut backoff = Duration::from_millis(200);
     loop {
         if *stop.borrow() {
             return;
         }
-        let opened = match &token {
-            Some(t) => {
-                outbox
-                    .watch()
-                    .pipeline(pipeline.clone())
-                    .resume_after(t.clone())
-                    .await
+        let mut opened = open(pos.as_ref().map(|p| p.token.clone())).await;
+        if let (Err(e), Some(p)) = (&opened, &pos) {
+            let fallback = p.event.as_ref().filter(|ev| **ev != p.token);
+            if let (Some("invalid_token"), Some(ev)) = (refusal(e), fallback) {
+                tracing::debug!(error = %e, "the server refused the post-batch token; resuming after the last event");
+                opened = open(Some(ev.clone())).await;
             }
-            None => outbox.watch().pipeline(pipeline.clone()).await,
-        };
-        let mut stream = match opened {
+        }
+        let mut stream: Stream = match opened {
             Ok(s) => s,
             Err(e) => {
-                let server_said_no = matches!(*e.kind, ErrorKind::Command(_));
-                if token.is_some() && server_said_no {
-                    let code = command_code(&e);
-                    let reason = if HISTORY_LOST.contains(&code) {
-                        "history_lost"
-                    } else {
-                        "invalid_token"
-                    };
-                    tracing::warn!(error = %e, code, reason, "cannot resume the change stream; restarting from now and sweeping");
+                if let (true, Some(reason)) = (pos.is_some(), refusal(&e)) {
+                    tracing::warn!(error = %e, code = command_code(&e), reason, "cannot resume the change stream; restarting from now and sweeping");
                     restart(&inner, reason);
-                    token = None;
+                    pos = None;
                     continue;
                 }
                 tracing::warn!(error = %e, "cannot open the change stream; retrying");
@@ -116,15 +160,20 @@ pub(crate) async fn stream_loop(inner: Arc<Inner>, mut stop: watch::Receiver<boo
                 n = stream.next_if_any() => n,
             };
             match next {
-                Ok(Some(_event)) => {
-                    token = stream.resume_token();
-                    *inner.seen_token.lock().unwrap() = token.clone();
+                Ok(Some(event)) => {
+                    let token = stream.resume_token().unwrap_or_else(|| event.id.clone());
+                    pos = Some(StreamPosition {
+                        token,
+                        event: Some(event.id),
+                    });
+                    *inner.seen_token.lock().unwrap() = pos.clone();
                     inner.wake.notify_one();
                 }
                 Ok(None) => {
                     if let Some(t) = stream.resume_token() {
-                        token = Some(t.clone());
-                        *inner.seen_token.lock().unwrap() = Some(t);
+                        let event = pos.take().and_then(|p| p.event);
+                        pos = Some(StreamPosition { token: t, event });
+                        *inner.seen_token.lock().unwrap() = pos.clone();
                     }
                 }
                 Err(e) => {
@@ -137,7 +186,7 @@ pub(crate) async fn stream_loop(inner: Arc<Inner>, mut stop: watch::Receiver<boo
                     tracing::warn!(error = %e, reason, "change stream failed; reopening and sweeping");
                     restart(&inner, reason);
                     if reason == "history_lost" {
-                        token = None;
+                        pos = None;
                     }
                     break;
                 }

@@ -4,8 +4,8 @@
 use crate::claim::Claimed;
 use crate::lease::LeaseClock;
 use crate::metrics::Metrics;
+use crate::stream::StreamPosition;
 use crate::WorkerError;
-use mongodb::change_stream::event::ResumeToken;
 use prometheus::Registry;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,8 +82,8 @@ pub(crate) struct Inner {
     pub metadata_updates: AtomicU64,
     pub batches: AtomicU64,
     /// Latest resume token seen by the change stream.
-    pub seen_token: Mutex<Option<ResumeToken>>,
-    pub saved_token: Mutex<Option<ResumeToken>>,
+    pub seen_token: Mutex<Option<StreamPosition>>,
+    pub saved_token: Mutex<Option<StreamPosition>>,
     pub saved_at: Mutex<Instant>,
     /// Woken by change events and stream errors.
     pub wake: Notify,
