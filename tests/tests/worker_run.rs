@@ -56,10 +56,10 @@ async fn saved_token(env: &Env) -> Option<Document> {
     row.get_document("resumeToken").ok().cloned()
 }
 
-#[tokio::test]
-async fn invalid_resume_token_restarts_from_now_and_misses_nothing() {
-    // A long sweep interval: only the change stream can deliver new writes quickly.
-    let mut cfg = test_config("wk_token");
+/// A worker with a long sweep interval (only the change stream delivers new writes quickly)
+/// drains 20 documents and stops; returns the saved resume token.
+async fn first_worker_drains_and_saves(prefix: &str) -> (Env, Document) {
+    let mut cfg = test_config(prefix);
     cfg.worker.sweep_interval = Duration::from_secs(60);
     let env = Env::with_config(cfg).await;
     let w1 = env.worker();
@@ -71,12 +71,17 @@ async fn invalid_resume_token_restarts_from_now_and_misses_nothing() {
         })
         .await
     );
-    // The stream, not only the sweep, delivered them: a batch followed right after the puts.
     stop.send(()).unwrap();
     h.await.unwrap().unwrap();
     let token = saved_token(&env)
         .await
         .expect("token saved on a drained point");
+    (env, token)
+}
+
+#[tokio::test]
+async fn invalid_resume_token_restarts_from_now_and_misses_nothing() {
+    let (env, token) = first_worker_drains_and_saves("wk_token").await;
 
     // Written while no worker runs, then the token is damaged.
     env.store.put_many(docs("b", 30)).await.unwrap();
@@ -146,29 +151,7 @@ async fn invalid_resume_token_restarts_from_now_and_misses_nothing() {
 
 #[tokio::test]
 async fn a_clean_restart_resumes_from_the_saved_token() {
-    let mut cfg = test_config("wk_resume");
-    cfg.worker.sweep_interval = Duration::from_secs(60);
-    let env = Env::with_config(cfg).await;
-    let w1 = env.worker();
-    let (stop, h) = spawn_run(&w1);
-    env.store.put_many(docs("a", 20)).await.unwrap();
-    assert!(
-        wait_until(Duration::from_secs(20), || async {
-            count_status(&env.store, "done").await == 20
-        })
-        .await
-    );
-    stop.send(()).unwrap();
-    h.await.unwrap().unwrap();
-    let row = env
-        .store
-        .database()
-        .collection::<Document>(COLL_SYNC_STATE)
-        .find_one(doc! {"_id": &env.cfg.worker.group})
-        .await
-        .unwrap()
-        .expect("position saved at shutdown");
-    assert!(row.get_document("resumeToken").is_ok(), "{row:?}");
+    let (env, _) = first_worker_drains_and_saves("wk_resume").await;
 
     // The position a worker holds when the last thing its stream scanned was DDL in the same
     // database (here a collection created): the post-batch token moves past it, and some
