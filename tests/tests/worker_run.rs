@@ -307,10 +307,7 @@ async fn http_endpoints_answer() {
         body,
         serde_json::json!({"mongodb": "ok", "chroma": "ok", "embedder": "ok"})
     );
-    // Gauges are refreshed every second.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let text = get("/metrics").await.unwrap().text().await.unwrap();
-    for name in [
+    let expected = [
         "tidemark_outbox_pending 0",
         "tidemark_outbox_dead 0",
         "tidemark_outbox_lag_seconds 0",
@@ -321,7 +318,19 @@ async fn http_endpoints_answer() {
         "tidemark_batch_size_count",
         "tidemark_resume_token_age_seconds",
         "tidemark_build_info{model=\"test-hash-64\"",
-    ] {
+    ];
+    // Gauges are refreshed every second; a refresh that began before the entries were marked
+    // done can still report them pending, so wait for one that began after.
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        text = get("/metrics").await.unwrap().text().await.unwrap();
+        if expected.iter().all(|name| text.contains(name)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for name in expected {
         assert!(text.contains(name), "missing {name} in\n{text}");
     }
     stop.send(()).unwrap();
