@@ -47,6 +47,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub status: StatusThresholds,
+    pub chunking: crate::chunking::ChunkingConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -366,6 +367,8 @@ impl Config {
             }
             EmbedderKind::Hash => {}
         }
+
+        self.chunking.validate(&self.embedder)?;
 
         let w = &self.worker;
         non_empty("worker.group", &w.group)?;

@@ -8,8 +8,10 @@
 //! - [`dlq`]: dead letters: list, show, retry (history kept), purge.
 //! - [`backfill`]: enqueue entries for documents without vectors (or all), resumable.
 //!
-//! Everything streams in pages (keyset pagination on `_id`, Chroma read by ids per page or
-//! scanned by offset), so memory stays bounded however many documents there are.
+//! Everything streams in pages (keyset pagination on `_id`, the vector index read by ids per
+//! page or scanned), so memory stays bounded however many documents there are. Vectors are
+//! reached through `tidemark_core::VectorIndex` only; outbox counts through the store's
+//! `Outbox` repository.
 
 pub mod backfill;
 pub mod dlq;
@@ -18,7 +20,9 @@ mod txn;
 pub mod verify;
 
 use bson::oid::ObjectId;
-use tidemark_chroma::{ChromaClient, ChromaError, ChromaOptions};
+use std::sync::Arc;
+use tidemark_chroma::{ChromaClient, ChromaError, ChromaIndex, ChromaOptions};
+use tidemark_core::{IndexError, VectorIndex};
 use tidemark_core::config::{EmbedderConfig, EmbedderKind};
 use tidemark_core::Config;
 use tidemark_store::{Store, StoreError};
@@ -32,6 +36,8 @@ pub enum OpsError {
     Store(#[from] StoreError),
     #[error("Chroma: {0}")]
     Chroma(#[from] ChromaError),
+    #[error("vector index: {0}")]
+    Index(#[from] IndexError),
     #[error("cannot read a stored record: {0}")]
     Decode(String),
     #[error("{0}")]
@@ -66,12 +72,12 @@ pub fn model_id(cfg: &EmbedderConfig) -> String {
     }
 }
 
-/// Handles the operations need: the store, a Chroma client, and which collection/model the
+/// Handles the operations need: the store, the vector index, and which collection/model the
 /// worker writes.
 #[derive(Clone)]
 pub struct Ops {
     pub store: Store,
-    pub chroma: ChromaClient,
+    pub index: Arc<dyn VectorIndex>,
     /// Chroma collection name: `<namespace>__<model-slug>`.
     pub collection: String,
     /// Model id expected in each vector's `model` metadata.
@@ -81,10 +87,12 @@ pub struct Ops {
 impl Ops {
     /// From explicit parts (e.g. a test with its own embedder's model id).
     pub fn new(store: Store, chroma: ChromaClient, namespace: &str, model: &str) -> Ops {
+        let collection = tidemark_core::collection_name(namespace, model);
+        let index: Arc<dyn VectorIndex> = Arc::new(ChromaIndex::new(chroma, collection.clone()));
         Ops {
             store,
-            chroma,
-            collection: tidemark_core::collection_name(namespace, model),
+            index,
+            collection,
             model: model.to_string(),
         }
     }
@@ -102,13 +110,9 @@ impl Ops {
         ))
     }
 
-    /// The id of the collection, or `None` when it does not exist (nothing indexed yet).
-    pub async fn collection_id(&self) -> Result<Option<String>, OpsError> {
-        Ok(self
-            .chroma
-            .get_collection(&self.collection)
-            .await?
-            .map(|c| c.id))
+    /// Whether the index exists (it does not before anything was indexed).
+    pub async fn index_exists(&self) -> Result<bool, OpsError> {
+        Ok(self.index.exists().await?)
     }
 }
 
