@@ -18,6 +18,7 @@ pub mod dlq;
 pub mod status;
 mod txn;
 pub mod verify;
+pub mod verify_chunks;
 
 use bson::oid::ObjectId;
 use std::sync::Arc;
@@ -82,6 +83,8 @@ pub struct Ops {
     pub collection: String,
     /// Model id expected in each vector's `model` metadata.
     pub model: String,
+    /// Template and chunking settings vectors must have been made with (None: the default).
+    pub text: Option<tidemark_core::chunking::TextSettings>,
 }
 
 impl Ops {
@@ -94,7 +97,14 @@ impl Ops {
             index,
             collection,
             model: model.to_string(),
+            text: None,
         }
+    }
+
+    /// Expects vectors made with `text` (template and chunking) settings.
+    pub fn with_text_settings(mut self, text: Option<tidemark_core::chunking::TextSettings>) -> Ops {
+        self.text = text;
+        self
     }
 
     /// Connects to MongoDB and prepares the Chroma client of a configuration (nothing is
@@ -102,12 +112,12 @@ impl Ops {
     pub async fn connect(cfg: &Config) -> Result<Ops, OpsError> {
         let store = Store::connect(cfg).await?;
         let chroma = ChromaClient::new(ChromaOptions::from_config(&cfg.chroma))?;
-        Ok(Ops::new(
-            store,
-            chroma,
-            &cfg.chroma.namespace,
-            &model_id(&cfg.embedder),
-        ))
+        let text = cfg
+            .chunking
+            .resolve(&cfg.embedder)
+            .map_err(|e| OpsError::Invalid(e.to_string()))?;
+        Ok(Ops::new(store, chroma, &cfg.chroma.namespace, &model_id(&cfg.embedder))
+            .with_text_settings(text))
     }
 
     /// Whether the index exists (it does not before anything was indexed).

@@ -29,6 +29,8 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use tidemark_core::vector_meta::{keys, meta_str, Metadata};
+use crate::verify_chunks::{classify, Expected};
+use tidemark_core::ids::document_of_vector;
 use tidemark_core::ScanCursor;
 use tidemark_core::{COLL_DOCUMENTS, COLL_OUTBOX};
 
@@ -379,26 +381,43 @@ async fn check_documents(
     opts: &VerifyOptions,
     r: &mut VerifyReport,
 ) -> Result<(), OpsError> {
-    let records = if exists {
-        let ids: Vec<String> = page.iter().map(|d| d.id.to_hex()).collect();
-        ops.index.fetch(&ids).await?
-    } else {
+    let chunked = ops.text.as_ref().is_some_and(|t| t.chunks.is_some());
+    let records = if !exists {
         Vec::new()
+    } else {
+        let ids: Vec<String> = page.iter().map(|d| d.id.to_hex()).collect();
+        if chunked {
+            ops.index.fetch_by_document(&ids).await?
+        } else {
+            ops.index.fetch(&ids).await?
+        }
     };
-    let metas: HashMap<String, Metadata> =
-        records.into_iter().map(|s| (s.id, s.metadata)).collect();
+    let mut of_doc: HashMap<ObjectId, Vec<(String, Metadata)>> = HashMap::new();
+    for s in records {
+        if let Some(d) = document_of_vector(&s.id) {
+            of_doc.entry(d).or_default().push((s.id, s.metadata));
+        }
+    }
+    let fingerprint = ops.text.as_ref().map(|t| t.fingerprint.as_str());
     let mut problems: Vec<(&DocRow, &'static str, Vec<String>)> = Vec::new();
     for d in page {
-        match metas.get(&d.id.to_hex()) {
-            None => problems.push((d, "missing", Vec::new())),
-            Some(m) => {
-                let diff = differences(m, &d.content_hash, d.version, &ops.model);
-                if !diff.is_empty() {
-                    problems.push((d, "stale", diff));
-                } else if d.indexed_version.is_none_or(|iv| iv < d.version) {
-                    problems.push((d, "behind", Vec::new()));
-                }
+        let vs: Vec<(&str, &Metadata)> = of_doc
+            .get(&d.id)
+            .map(|v| v.iter().map(|(i, m)| (i.as_str(), m)).collect())
+            .unwrap_or_default();
+        let want = Expected {
+            content_hash: &d.content_hash,
+            version: d.version,
+            model: &ops.model,
+            fingerprint,
+            chunked,
+        };
+        match classify(&want, &vs) {
+            Some((kind, diff)) => problems.push((d, kind, diff)),
+            None if d.indexed_version.is_none_or(|iv| iv < d.version) => {
+                problems.push((d, "behind", Vec::new()))
             }
+            None => {}
         }
     }
     if problems.is_empty() {
@@ -482,7 +501,7 @@ async fn scan_orphans(
         r.counts.vectors += page.len() as u64;
         let oids: Vec<ObjectId> = page
             .iter()
-            .filter_map(|s| ObjectId::parse_str(&s.id).ok())
+            .filter_map(|s| document_of_vector(&s.id))
             .collect();
         let existing: HashSet<ObjectId> = docs
             .distinct("_id", doc! {"_id": {"$in": &oids}})
@@ -493,20 +512,20 @@ async fn scan_orphans(
         let candidates: Vec<_> = page
             .iter()
             .filter(|s| {
-                ObjectId::parse_str(&s.id)
+                document_of_vector(&s.id)
                     .map(|o| !existing.contains(&o))
                     .unwrap_or(true)
             })
             .collect();
         let cand_oids: Vec<ObjectId> = candidates
             .iter()
-            .filter_map(|s| ObjectId::parse_str(&s.id).ok())
+            .filter_map(|s| document_of_vector(&s.id))
             .collect();
         let pending = pending_for(ops, &cand_oids).await?;
         let mut orphans = Vec::new();
         for s in candidates {
             let content_id = meta_str(&s.metadata, keys::CONTENT_ID).map(str::to_string);
-            if ObjectId::parse_str(&s.id).is_ok_and(|o| pending.contains(&o)) {
+            if document_of_vector(&s.id).is_some_and(|o| pending.contains(&o)) {
                 r.counts.in_flight += 1;
                 let f = InFlight {
                     content_id,
