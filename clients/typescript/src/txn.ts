@@ -51,13 +51,31 @@ export class Retry extends Error {
   override name = "Retry";
 }
 
+/**
+ * The error and the errors it wraps: the driver's client `bulkWrite` reports a failed command
+ * (e.g. a write conflict, with its labels) as the `cause` of a `MongoClientBulkWriteError`.
+ */
+function chain(e: unknown): unknown[] {
+  const out: unknown[] = [];
+  for (let cur = e; cur instanceof Error && out.length < 8; cur = cur.cause) out.push(cur);
+  return out;
+}
+
 /** The server error code of a command or of the first failed write, if any. */
 export function errorCode(e: unknown): number | undefined {
+  for (const err of chain(e)) {
+    const code = ownCode(err);
+    if (code !== undefined) return code;
+  }
+  return undefined;
+}
+
+function ownCode(e: unknown): number | undefined {
   if (e instanceof MongoClientBulkWriteError) {
     const first = [...e.writeErrors.entries()].sort(([a], [b]) => a - b)[0];
     if (first) return first[1].code;
     const wc = e.writeConcernErrors[0] as { code?: number } | undefined;
-    if (wc?.code !== undefined) return wc.code;
+    return wc?.code;
   }
   if (e instanceof MongoBulkWriteError) {
     const errs = e.writeErrors;
@@ -68,10 +86,14 @@ export function errorCode(e: unknown): number | undefined {
   return undefined;
 }
 
+/** Whether the error, or one it wraps, carries `label`. */
+export function hasLabel(e: unknown, label: string): boolean {
+  return chain(e).some((err) => err instanceof MongoError && err.hasErrorLabel(label));
+}
+
 /** True when the error carries the `TransientTransactionError` label, or is a write conflict. */
 export function isTransient(e: unknown): boolean {
-  if (!(e instanceof MongoError)) return false;
-  return e.hasErrorLabel(TRANSIENT_TRANSACTION_ERROR) || errorCode(e) === WRITE_CONFLICT;
+  return hasLabel(e, TRANSIENT_TRANSACTION_ERROR) || errorCode(e) === WRITE_CONFLICT;
 }
 
 function describe(e: unknown): string {
@@ -146,9 +168,7 @@ async function commit(session: ClientSession, policy: RetryPolicy): Promise<void
       return;
     } catch (err) {
       const unknown =
-        err instanceof MongoError &&
-        err.hasErrorLabel(UNKNOWN_TRANSACTION_COMMIT_RESULT) &&
-        !err.hasErrorLabel(TRANSIENT_TRANSACTION_ERROR);
+        hasLabel(err, UNKNOWN_TRANSACTION_COMMIT_RESULT) && !hasLabel(err, TRANSIENT_TRANSACTION_ERROR);
       if (!unknown || attempt + 1 >= policy.maxAttempts) throw err;
       await sleep(backoffMs(policy, attempt + 1));
     }
