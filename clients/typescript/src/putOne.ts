@@ -22,7 +22,16 @@ import {
   type Document,
   type MongoClient,
 } from "mongodb";
-import { asI64, newDocument, newEntry, Op, putOutcome, updateOf, type Prepared, type PutOutcome } from "./records.js";
+import {
+  asI64,
+  newDocument,
+  newEntry,
+  Op,
+  putOutcome,
+  updateOf,
+  type Prepared,
+  type PutOutcome,
+} from "./records.js";
 import { DUPLICATE_KEY, errorCode, Retry } from "./txn.js";
 import { putBatch, RAW, type Collections } from "./writes.js";
 
@@ -33,8 +42,7 @@ export type WriteMode = "bulk" | "separate";
 const COMMAND_NOT_FOUND = 59;
 
 type DocWrite =
-  | { kind: "insert"; document: Document }
-  | { kind: "update"; filter: Document; update: Document };
+  { kind: "insert"; document: Document } | { kind: "update"; filter: Document; update: Document };
 
 /** Everything one put needs; `careful` is set once the outbox did not describe the document. */
 export interface PutOneContext extends Collections {
@@ -79,7 +87,11 @@ export function putOneBody(ctx: PutOneContext, p: Prepared) {
     const write: DocWrite =
       stored === undefined
         ? { kind: "insert", document: newDocument(id, p, version, now) }
-        : { kind: "update", filter: { _id: id, contentId: cid, version: stored }, update: updateOf(p, version, now) };
+        : {
+            kind: "update",
+            filter: { _id: id, contentId: cid, version: stored },
+            update: updateOf(p, version, now),
+          };
     const why = await writeBoth(ctx, session, write, entry);
     if (why !== undefined) throw readInstead(`\`${cid}\`: ${why}`);
     return [putOutcome(id, p, version, entry)];

@@ -28,7 +28,9 @@ export async function ensureSchema(db: Db, retentionSeconds: number): Promise<vo
       if (errorCode(e) !== NAMESPACE_EXISTS) throw e;
     }
   }
-  await db.collection(COLL_DOCUMENTS).createIndex({ contentId: 1 }, { name: "contentId_unique", unique: true });
+  await db
+    .collection(COLL_DOCUMENTS)
+    .createIndex({ contentId: 1 }, { name: "contentId_unique", unique: true });
   await db.collection(COLL_OUTBOX).createIndexes([
     { key: { status: 1, nextAttemptAt: 1 }, name: "status_nextAttemptAt" },
     { key: { status: 1, createdAt: 1 }, name: "status_createdAt" },

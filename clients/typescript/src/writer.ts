@@ -154,9 +154,15 @@ export class TidemarkWriter {
    */
   async delete(contentId: string): Promise<DeleteOutcome | null> {
     validateContentId(contentId, this.limits);
-    return runTransaction(this.client, this.retry, "delete", (s) => deleteOne(this.#collections(), contentId, s), () => {
-      this.#retries++;
-    });
+    return runTransaction(
+      this.client,
+      this.retry,
+      "delete",
+      (s) => deleteOne(this.#collections(), contentId, s),
+      () => {
+        this.#retries++;
+      },
+    );
   }
 
   #collections(): Collections {
@@ -169,7 +175,13 @@ export class TidemarkWriter {
       this.#retries++;
     };
     if (items.length !== 1) {
-      return runTransaction(this.client, this.retry, operation, (s) => putBatch(this.#collections(), items, s), onRetry);
+      return runTransaction(
+        this.client,
+        this.retry,
+        operation,
+        (s) => putBatch(this.#collections(), items, s),
+        onRetry,
+      );
     }
     const ctx: PutOneContext = {
       ...this.#collections(),

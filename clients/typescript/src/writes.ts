@@ -143,7 +143,11 @@ export async function deleteOne(
   );
   if (current === null) return null;
   const version = asI64(current.version);
-  if (!(current._id instanceof ObjectId) || version === undefined || typeof current.contentHash !== "string") {
+  if (
+    !(current._id instanceof ObjectId) ||
+    version === undefined ||
+    typeof current.contentHash !== "string"
+  ) {
     throw new ValidationError(
       "documents",
       `stored document ${BSON.EJSON.stringify(current)} does not follow the contract (_id, int64 version, contentHash)`,

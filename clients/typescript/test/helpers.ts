@@ -59,11 +59,22 @@ export class FailPointServer {
   static async start(appName: string): Promise<FailPointServer> {
     const venv = process.env.TIDEMARK_VENV ?? join(repoRoot(), ".venv");
     const bin = join(venv, "bin", "secantusd-py");
-    if (!existsSync(bin)) throw new Error(`${bin} is missing: run scripts/services up (or set TIDEMARK_VENV)`);
+    if (!existsSync(bin))
+      throw new Error(`${bin} is missing: run scripts/services up (or set TIDEMARK_VENV)`);
     const port = await freePort();
     const proc = spawn(
       bin,
-      ["--host", "127.0.0.1", "--port", String(port), "--storage-path", ":memory:", "--enable-test-commands", "--log-level", "WARNING"],
+      [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        String(port),
+        "--storage-path",
+        ":memory:",
+        "--enable-test-commands",
+        "--log-level",
+        "WARNING",
+      ],
       { stdio: "ignore" },
     );
     const uri = `mongodb://127.0.0.1:${port}/?replicaSet=secantus&appName=${appName}`;

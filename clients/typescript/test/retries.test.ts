@@ -22,7 +22,9 @@ after(async () => {
 });
 
 async function failPoint(mode: unknown, data: Record<string, unknown>) {
-  await client.db("admin").command({ configureFailPoint: "failCommand", mode, data: { appName: APP, ...data } });
+  await client
+    .db("admin")
+    .command({ configureFailPoint: "failCommand", mode, data: { appName: APP, ...data } });
 }
 
 for (const separateWrites of [false, true]) {
@@ -30,7 +32,10 @@ for (const separateWrites of [false, true]) {
   describe(separateWrites ? "separate writes" : "bulkWrite", () => {
     test("a transient error retries the whole transaction", async () => {
       const w = await freshWriter(client, "transient", { separateWrites });
-      await failPoint({ times: 2 }, { failCommands: writes, errorCode: 112, errorLabels: ["TransientTransactionError"] });
+      await failPoint(
+        { times: 2 },
+        { failCommands: writes, errorCode: 112, errorLabels: ["TransientTransactionError"] },
+      );
       const out = await w.put({ contentId: "a", type: "t", content: "x" });
       assert.equal(out.version, 1);
       assert.equal(w.transactionRetries, 2);
@@ -40,11 +45,19 @@ for (const separateWrites of [false, true]) {
 
     test("attempts are bounded; nothing is written when they run out", async () => {
       const w = await freshWriter(client, "exhaust", { separateWrites, retry: { maxAttempts: 3 } });
-      await failPoint("alwaysOn", { failCommands: writes, errorCode: 112, errorLabels: ["TransientTransactionError"] });
+      await failPoint("alwaysOn", {
+        failCommands: writes,
+        errorCode: 112,
+        errorLabels: ["TransientTransactionError"],
+      });
       try {
-        await assert.rejects(w.put({ contentId: "a", type: "t", content: "x" }), (e: unknown) =>
-          e instanceof RetriesExhaustedError && e.attempts === 3 &&
-          /^put: gave up after 3 attempts, nothing was written: /.test(e.message));
+        await assert.rejects(
+          w.put({ contentId: "a", type: "t", content: "x" }),
+          (e: unknown) =>
+            e instanceof RetriesExhaustedError &&
+            e.attempts === 3 &&
+            /^put: gave up after 3 attempts, nothing was written: /.test(e.message),
+        );
       } finally {
         await failPoint("off", {});
       }
@@ -61,7 +74,10 @@ test("an unknown commit result retries only the commit: the write happens once",
   await w.put({ contentId: "a", type: "t", content: "one" });
   // MaxTimeMSExpired (50) is not one the driver retries by itself: both failures reach the
   // writer's own commit loop.
-  await failPoint({ times: 2 }, { failCommands: ["commitTransaction"], errorCode: 50, errorLabels: ["UnknownTransactionCommitResult"] });
+  await failPoint(
+    { times: 2 },
+    { failCommands: ["commitTransaction"], errorCode: 50, errorLabels: ["UnknownTransactionCommitResult"] },
+  );
   const out = await w.put({ contentId: "a", type: "t", content: "two" });
   assert.equal(out.version, 2);
   assert.equal(w.transactionRetries, 0, "the transaction itself ran once");
@@ -74,7 +90,10 @@ test("an unknown commit result retries only the commit: the write happens once",
 test("a delete is retried on a transient error too", async () => {
   const w = await freshWriter(client, "delete");
   await w.put({ contentId: "a", type: "t", content: "one" });
-  await failPoint({ times: 1 }, { failCommands: ["delete"], errorCode: 112, errorLabels: ["TransientTransactionError"] });
+  await failPoint(
+    { times: 1 },
+    { failCommands: ["delete"], errorCode: 112, errorLabels: ["TransientTransactionError"] },
+  );
   const del = await w.delete("a");
   assert.equal(del?.version, 2);
   assert.equal(w.transactionRetries, 1);
@@ -90,7 +109,11 @@ test("backoff is bounded and jittered", () => {
 test("classification: labels and write conflicts, also wrapped by a client bulkWrite", () => {
   const conflict = new MongoServerError({ message: "write conflict", code: 112 });
   assert.ok(isTransient(conflict));
-  const labelled = new MongoServerError({ message: "x", code: 251, errorLabels: ["TransientTransactionError"] });
+  const labelled = new MongoServerError({
+    message: "x",
+    code: 251,
+    errorLabels: ["TransientTransactionError"],
+  });
   assert.ok(isTransient(labelled));
   const dup = new MongoServerError({ message: "dup", code: 11000 });
   assert.ok(!isTransient(dup));

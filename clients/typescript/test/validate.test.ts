@@ -4,7 +4,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Double, Long } from "mongodb";
-import { contentHash, DEFAULT_LIMITS, validate, validateContentId, ValidationError, type NewDocument } from "../src/index.js";
+import {
+  contentHash,
+  DEFAULT_LIMITS,
+  validate,
+  validateContentId,
+  ValidationError,
+  type NewDocument,
+} from "../src/index.js";
 import { approxBytes, toBsonMetadata } from "../src/validate.js";
 
 const limits = { maxContentBytes: 10, maxContentIdLen: 5, maxMetadataDepth: 3, maxBatchBytes: 100 };
@@ -64,7 +71,10 @@ test("messages are the Rust store's, word for word", () => {
     [md("x"), "invalid `metadata`: must be a JSON object, not a string"],
     [md(3), "invalid `metadata`: must be a JSON object, not a number"],
     [md(true), "invalid `metadata`: must be a JSON object, not a boolean"],
-    [md({ $set: 1 }), "invalid `metadata.$set`: keys must not start with `$` (reserved by MongoDB operators)"],
+    [
+      md({ $set: 1 }),
+      "invalid `metadata.$set`: keys must not start with `$` (reserved by MongoDB operators)",
+    ],
     [
       md({ a: { "b.c": 1 } }),
       "invalid `metadata.a.b.c`: keys must not contain `.` (it separates nested keys in vector metadata)",
@@ -92,7 +102,10 @@ test("byte lengths are UTF-8, as Rust's str::len", () => {
   );
   assert.equal(fieldOf({ contentId: "ééé", type: "t", content: "c" }), "contentId");
   validateContentId("x".repeat(512), DEFAULT_LIMITS);
-  assert.throws(() => validateContentId("x".repeat(513), DEFAULT_LIMITS), /513 bytes, longer than the limit of 512/);
+  assert.throws(
+    () => validateContentId("x".repeat(513), DEFAULT_LIMITS),
+    /513 bytes, longer than the limit of 512/,
+  );
 });
 
 test("depth limit is inclusive", () => {
@@ -106,12 +119,21 @@ test("white space in `type` is Rust's: U+0085 is space, U+FEFF is not", () => {
 
 test("what JSON cannot hold is rejected with its path", () => {
   const cases: Array<[unknown, string]> = [
-    [md({ d: new Date(0) }), "invalid `metadata.d`: is a Date object, not a JSON value (null, boolean, number, string, array or object)"],
-    [md({ u: undefined }), "invalid `metadata.u`: is undefined, not a JSON value (null, boolean, number, string, array or object)"],
+    [
+      md({ d: new Date(0) }),
+      "invalid `metadata.d`: is a Date object, not a JSON value (null, boolean, number, string, array or object)",
+    ],
+    [
+      md({ u: undefined }),
+      "invalid `metadata.u`: is undefined, not a JSON value (null, boolean, number, string, array or object)",
+    ],
     [md({ x: [NaN] }), "invalid `metadata.x[0]`: must be a finite number (JSON has no NaN or Infinity)"],
     [md({ x: Infinity }), "invalid `metadata.x`: must be a finite number (JSON has no NaN or Infinity)"],
     [md({ s: "\ud800" }), "invalid `metadata.s`: must be valid Unicode: it contains a lone surrogate"],
-    [{ contentId: "a", type: "t", content: "x\udc00" }, "invalid `content`: must be valid Unicode: it contains a lone surrogate"],
+    [
+      { contentId: "a", type: "t", content: "x\udc00" },
+      "invalid `content`: must be valid Unicode: it contains a lone surrogate",
+    ],
     [{ contentId: 7, type: "t", content: "c" }, "invalid `contentId`: must be a string, not a number"],
     [{ contentId: "a", content: "c" }, "invalid `type`: must be a string, not undefined"],
     [md(new Map()), "invalid `metadata`: must be a JSON object, not a Map object"],
@@ -120,7 +142,18 @@ test("what JSON cannot hold is rejected with its path", () => {
 });
 
 test("metadata gets the Rust store's BSON types and key order", () => {
-  const out = toBsonMetadata({ z: 1, a: -2, f: 1.5, big: 2 ** 60, huge: 1e300, b: 9007199254740993n, s: "x", t: true, n: null, l: [1, { k: 2.5 }] });
+  const out = toBsonMetadata({
+    z: 1,
+    a: -2,
+    f: 1.5,
+    big: 2 ** 60,
+    huge: 1e300,
+    b: 9007199254740993n,
+    s: "x",
+    t: true,
+    n: null,
+    l: [1, { k: 2.5 }],
+  });
   assert.deepEqual(Object.keys(out), ["z", "a", "f", "big", "huge", "b", "s", "t", "n", "l"]);
   assert.ok(out.z instanceof Long && out.z.toNumber() === 1, "integers are int64");
   assert.ok(out.a instanceof Long && out.a.toNumber() === -2);
@@ -146,10 +179,16 @@ test("a key named __proto__ stays an ordinary field", () => {
 test("content hash is tidemark_core::content_hash", () => {
   assert.equal(contentHash("abc"), "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   // Non-ASCII content is hashed as UTF-8 (value from Python's hashlib).
-  assert.equal(contentHash("héllo wörld ✓"), "sha256:c2a59c71097b678dc5af2eb1f98ddc575b63948b0fa6740071a945673aaada4d");
+  assert.equal(
+    contentHash("héllo wörld ✓"),
+    "sha256:c2a59c71097b678dc5af2eb1f98ddc575b63948b0fa6740071a945673aaada4d",
+  );
 });
 
 test("approximate size counts UTF-8 bytes plus a fixed overhead", () => {
   assert.equal(approxBytes({ contentId: "ab", type: "t", content: "é" }), 2 + 1 + 2 + 2 + 200);
-  assert.equal(approxBytes({ contentId: "a", type: "t", content: "c", metadata: { n: 1n } }), 3 + '{"n":"1"}'.length + 200);
+  assert.equal(
+    approxBytes({ contentId: "a", type: "t", content: "c", metadata: { n: 1n } }),
+    3 + '{"n":"1"}'.length + 200,
+  );
 });

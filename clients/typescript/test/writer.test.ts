@@ -18,8 +18,17 @@ after(async () => {
 
 const DOC_KEYS = ["_id", "contentId", "type", "content", "metadata", "timestamp", "version", "contentHash"];
 const ENTRY_KEYS = [
-  "_id", "schemaVersion", "documentId", "contentId", "op", "version",
-  "contentHash", "status", "attempts", "nextAttemptAt", "createdAt",
+  "_id",
+  "schemaVersion",
+  "documentId",
+  "contentId",
+  "op",
+  "version",
+  "contentHash",
+  "status",
+  "attempts",
+  "nextAttemptAt",
+  "createdAt",
 ];
 
 for (const separateWrites of [false, true]) {
@@ -28,7 +37,12 @@ for (const separateWrites of [false, true]) {
 
     test("put, update, delete and re-put: versions only grow, a fresh _id per incarnation", async () => {
       const w = await open("versions");
-      const first = await w.put({ contentId: "faq-1", type: "faq", content: "one", metadata: { lang: "en" } });
+      const first = await w.put({
+        contentId: "faq-1",
+        type: "faq",
+        content: "one",
+        metadata: { lang: "en" },
+      });
       assert.equal(first.version, 1);
       assert.equal(first.contentHash, contentHash("one"));
       const second = await w.put({ contentId: "faq-1", type: "faq", content: "two" });
@@ -69,7 +83,9 @@ for (const separateWrites of [false, true]) {
       const w = await open("shapes");
       const before = Date.now();
       const out = await w.put({
-        contentId: "s-1", type: "note", content: "héllo",
+        contentId: "s-1",
+        type: "note",
+        content: "héllo",
         metadata: { n: 1, f: 0.5, s: "x", b: false, z: null, nested: { k: [1, "a"] } },
       });
       const [doc] = await raw(w, "documents");
@@ -113,7 +129,14 @@ for (const separateWrites of [false, true]) {
         { contentId: "m-0", type: "t", content: "b" },
         { contentId: "m-1", type: "t", content: "c" },
       ]);
-      assert.deepEqual(out.map((o) => [o.contentId, o.version]), [["m-1", 1], ["m-0", 2], ["m-1", 2]]);
+      assert.deepEqual(
+        out.map((o) => [o.contentId, o.version]),
+        [
+          ["m-1", 1],
+          ["m-0", 2],
+          ["m-1", 2],
+        ],
+      );
       assert.ok(out[0]!.documentId.equals(out[2]!.documentId));
       const docs = await raw(w, "documents");
       assert.deepEqual(docs.map((d) => [d.contentId, d.content, (d.version as Long).toNumber()]).sort(), [
@@ -127,9 +150,16 @@ for (const separateWrites of [false, true]) {
 
     test("putMany splits at limits.maxBatchBytes, in input order", async () => {
       const w = await open("chunks", { limits: { maxBatchBytes: 450 } });
-      const docs = Array.from({ length: 7 }, (_, i) => ({ contentId: `c-${i}`, type: "t", content: "x".repeat(20) }));
+      const docs = Array.from({ length: 7 }, (_, i) => ({
+        contentId: `c-${i}`,
+        type: "t",
+        content: "x".repeat(20),
+      }));
       const out = await w.putMany(docs);
-      assert.deepEqual(out.map((o) => o.contentId), docs.map((d) => d.contentId));
+      assert.deepEqual(
+        out.map((o) => o.contentId),
+        docs.map((d) => d.contentId),
+      );
       assert.equal(await w.documents.countDocuments(), 7);
       // Entries of one transaction share nothing observable but order; each doc got version 1.
       assert.ok(out.every((o) => o.version === 1));
@@ -139,16 +169,23 @@ for (const separateWrites of [false, true]) {
     test("bad input is rejected before anything is written", async () => {
       const w = await open("invalid");
       await assert.rejects(w.put({ contentId: "", type: "t", content: "c" }), {
-        name: "ValidationError", message: "invalid `contentId`: must not be empty",
+        name: "ValidationError",
+        message: "invalid `contentId`: must not be empty",
       });
-      await assert.rejects(w.put({ contentId: "a", type: "t", content: "c", metadata: { "a.b": 1 } }), ValidationError);
+      await assert.rejects(
+        w.put({ contentId: "a", type: "t", content: "c", metadata: { "a.b": 1 } }),
+        ValidationError,
+      );
       await assert.rejects(
         w.putMany([
           { contentId: "ok", type: "t", content: "fine" },
           { contentId: "bad", type: "t", content: "x".repeat(w.limits.maxContentBytes + 1) },
         ]),
-        (e: unknown) => e instanceof ValidationError && e.field === "[1].content" &&
-          e.message === `invalid \`[1].content\`: is ${w.limits.maxContentBytes + 1} bytes, over the limit of ${w.limits.maxContentBytes} bytes (limits.max_content_bytes)`,
+        (e: unknown) =>
+          e instanceof ValidationError &&
+          e.field === "[1].content" &&
+          e.message ===
+            `invalid \`[1].content\`: is ${w.limits.maxContentBytes + 1} bytes, over the limit of ${w.limits.maxContentBytes} bytes (limits.max_content_bytes)`,
       );
       await assert.rejects(w.delete("x".repeat(513)), /invalid `contentId`: is 513 bytes/);
       assert.equal(await w.documents.countDocuments(), 0);
@@ -162,9 +199,14 @@ for (const separateWrites of [false, true]) {
       const w2 = new TidemarkWriter(other, { database: w.db.databaseName, separateWrites });
       const n = 8;
       const outs = await Promise.all(
-        Array.from({ length: n }, (_, i) => (i % 2 ? w2 : w).put({ contentId: "race", type: "t", content: `v${i}` })),
+        Array.from({ length: n }, (_, i) =>
+          (i % 2 ? w2 : w).put({ contentId: "race", type: "t", content: `v${i}` }),
+        ),
       );
-      assert.deepEqual(outs.map((o) => o.version).sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i + 1));
+      assert.deepEqual(
+        outs.map((o) => o.version).sort((a, b) => a - b),
+        Array.from({ length: n }, (_, i) => i + 1),
+      );
       assert.equal(new Set(outs.map((o) => o.documentId.toHexString())).size, 1, "one incarnation");
       assert.ok(w.transactionRetries + w2.transactionRetries > 0, "the losers retried");
       const docs = await raw(w, "documents");
@@ -179,8 +221,14 @@ for (const separateWrites of [false, true]) {
       const w = await open("around");
       const id = new ObjectId();
       await w.documents.insertOne({
-        _id: id, contentId: "ar-1", type: "t", content: "legacy", metadata: {},
-        timestamp: new Date(), version: Long.fromNumber(5), contentHash: contentHash("legacy"),
+        _id: id,
+        contentId: "ar-1",
+        type: "t",
+        content: "legacy",
+        metadata: {},
+        timestamp: new Date(),
+        version: Long.fromNumber(5),
+        contentHash: contentHash("legacy"),
       });
       const out = await w.put({ contentId: "ar-1", type: "t", content: "new" });
       assert.equal(out.version, 6);
@@ -199,7 +247,8 @@ for (const separateWrites of [false, true]) {
 test("ensureSchema creates the Rust store's indexes, is idempotent and applies a new retention", async () => {
   const w = await freshWriter(client, "schema", { retentionSeconds: 3600 });
   await w.ensureSchema();
-  const names = async (coll: string) => (await w.db.collection(coll).listIndexes().toArray()).map((ix) => ix.name as string);
+  const names = async (coll: string) =>
+    (await w.db.collection(coll).listIndexes().toArray()).map((ix) => ix.name as string);
   for (const [coll, name] of INDEX_NAMES) assert.ok((await names(coll)).includes(name), `${coll}.${name}`);
   const ttl = async () => (await w.outbox.listIndexes().toArray()).find((ix) => ix.name === "doneAt_ttl")!;
   assert.equal((await ttl()).expireAfterSeconds, 3600);

@@ -8,7 +8,13 @@
 //   validate LIMITS_JSON < documents, one JSON a line   per line: null if valid, else the message
 //   ensure-schema
 import { createInterface } from "node:readline";
-import { TidemarkWriter, validate, ValidationError, type DeleteOutcome, type PutOutcome } from "../src/index.js";
+import {
+  TidemarkWriter,
+  validate,
+  ValidationError,
+  type DeleteOutcome,
+  type PutOutcome,
+} from "../src/index.js";
 
 const DEFAULT_URI = "mongodb://127.0.0.1:27018/?replicaSet=secantus";
 
@@ -34,7 +40,9 @@ async function validateLines(limitsJson: string): Promise<void> {
 async function race(w: TidemarkWriter, startAt: number, ids: string[]): Promise<unknown> {
   const lateMs = Date.now() - startAt;
   if (lateMs < 0) await new Promise((r) => setTimeout(r, -lateMs));
-  const outs = await Promise.all(ids.map((id) => w.put({ contentId: id, type: "race", content: `ts ${id}` })));
+  const outs = await Promise.all(
+    ids.map((id) => w.put({ contentId: id, type: "race", content: `ts ${id}` })),
+  );
   return { lateMs: Math.max(0, lateMs), retries: w.transactionRetries, outcomes: outs.map(json) };
 }
 
@@ -48,7 +56,9 @@ async function main(argv: string[]): Promise<unknown> {
     switch (command) {
       case "put": {
         const [contentId, type, content, metadata] = args as [string, string, string, string?];
-        return json(await w.put({ contentId, type, content, metadata: metadata ? JSON.parse(metadata) : {} }));
+        return json(
+          await w.put({ contentId, type, content, metadata: metadata ? JSON.parse(metadata) : {} }),
+        );
       }
       case "delete":
         return json(await w.delete(args[0] ?? ""));
@@ -58,7 +68,9 @@ async function main(argv: string[]): Promise<unknown> {
         await w.ensureSchema();
         return "ok";
       default:
-        throw new Error(`unknown command ${JSON.stringify(command)}: put, delete, race, validate, ensure-schema`);
+        throw new Error(
+          `unknown command ${JSON.stringify(command)}: put, delete, race, validate, ensure-schema`,
+        );
     }
   } finally {
     await w.close();
