@@ -148,8 +148,9 @@ for (const separateWrites of [false, true]) {
       await w.db.dropDatabase();
     });
 
-    test("putMany splits at limits.maxBatchBytes, in input order", async () => {
-      const w = await open("chunks", { limits: { maxBatchBytes: 450 } });
+    test("putMany splits at limits.maxBatchBytes; a failed later transaction reports what committed", async () => {
+      // Each document is about 226 bytes: three fit in 700, so the chunks are [0-2], [3-5], [6].
+      const w = await open("chunks", { limits: { maxBatchBytes: 700 } });
       const docs = Array.from({ length: 7 }, (_, i) => ({
         contentId: `c-${i}`,
         type: "t",
@@ -157,13 +158,30 @@ for (const separateWrites of [false, true]) {
       }));
       const out = await w.putMany(docs);
       assert.deepEqual(
-        out.map((o) => o.contentId),
-        docs.map((d) => d.contentId),
+        out.map((o) => [o.contentId, o.version]),
+        docs.map((d) => [d.contentId, 1]),
       );
       assert.equal(await w.documents.countDocuments(), 7);
-      // Entries of one transaction share nothing observable but order; each doc got version 1.
-      assert.ok(out.every((o) => o.version === 1));
+
+      // The second chunk meets a stored document that breaks the contract (an int32 version).
+      const w2 = await open("chunkfail", { limits: { maxBatchBytes: 700 } });
+      await w2.documents.insertOne({ contentId: "c-4", version: new Int32(1) });
+      const err = await w2.putMany(docs).then(
+        () => assert.fail("expected a failure"),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof BatchFailedError, `${err}`);
+      assert.deepEqual([err.committed, err.total], [3, 7]);
+      assert.ok(err.cause instanceof ValidationError && err.cause.field === "documents", `${err.cause}`);
+      assert.match(
+        err.message,
+        /^3 of 7 documents were committed before the failure: invalid `documents`: stored/,
+      );
+      const ids = (await raw(w2, "documents")).map((d) => d.contentId).sort();
+      assert.deepEqual(ids, ["c-0", "c-1", "c-2", "c-4"], "the failed chunk wrote nothing");
+      assert.equal(await w2.outbox.countDocuments(), 3);
       await w.db.dropDatabase();
+      await w2.db.dropDatabase();
     });
 
     test("bad input is rejected before anything is written", async () => {
