@@ -51,19 +51,19 @@ export class TidemarkWriter {
   readonly limits: Readonly<Limits>;
   readonly retry: Readonly<RetryPolicy>;
   readonly #retentionSeconds: number;
-  readonly #owned: boolean;
+  /** Whether `connect` created the client (then `close` closes it). */
+  #owned = false;
   #mode: WriteMode | undefined;
   #retries = 0;
 
   /** A writer on an existing client (e.g. the one the service already has). */
-  constructor(client: MongoClient, options: WriterOptions = {}, owned = false) {
+  constructor(client: MongoClient, options: WriterOptions = {}) {
     this.client = client;
     this.db = client.db(options.database ?? DEFAULT_DATABASE);
     this.limits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits });
     this.retry = Object.freeze({ ...DEFAULT_RETRY_POLICY, ...options.retry });
     this.#retentionSeconds = options.retentionSeconds ?? DEFAULT_RETENTION_SECONDS;
     this.#mode = options.separateWrites ? "separate" : undefined;
-    this.#owned = owned;
   }
 
   /** Connects a client of its own to `uri` (a replica set: transactions need one). */
@@ -73,7 +73,9 @@ export class TidemarkWriter {
     clientOptions: MongoClientOptions = {},
   ): Promise<TidemarkWriter> {
     const client = await new MongoClient(uri, clientOptions).connect();
-    return new TidemarkWriter(client, options, true);
+    const writer = new TidemarkWriter(client, options);
+    writer.#owned = true;
+    return writer;
   }
 
   /** Closes the client if `connect` created it. */
