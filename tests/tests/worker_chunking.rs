@@ -9,7 +9,7 @@ mod worker_support;
 use std::collections::HashSet;
 use tidemark_core::chunking::{ChunkMode, ChunkingConfig};
 use tidemark_core::vector_meta::{keys, meta_i64};
-use tidemark_core::{Config, VectorIndex};
+use tidemark_core::Config;
 use tidemark_ops::verify::{verify, VerifyOptions};
 use tidemark_ops::{NoProgress, Ops};
 use tidemark_store::NewDocument;
