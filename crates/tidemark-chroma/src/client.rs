@@ -342,11 +342,26 @@ impl ChromaClient {
         embedding: &[f32],
         k: usize,
     ) -> Result<Vec<QueryHit>, ChromaError> {
-        let body = json!({
+        self.query_where(collection_id, embedding, k, None).await
+    }
+
+    /// The `k` nearest records to `embedding` among those matching the metadata filter `filter`
+    /// (Chroma's `where`), nearest first.
+    pub async fn query_where(
+        &self,
+        collection_id: &str,
+        embedding: &[f32],
+        k: usize,
+        filter: Option<&Value>,
+    ) -> Result<Vec<QueryHit>, ChromaError> {
+        let mut body = json!({
             "query_embeddings": [embedding],
             "n_results": k,
             "include": ["metadatas", "distances"],
         });
+        if let Some(f) = filter {
+            body["where"] = f.clone();
+        }
         let got: QueryBody = self
             .post_json(&format!("/collections/{collection_id}/query"), &body)
             .await?;
