@@ -61,7 +61,10 @@ impl Server {
         let resp = rb.send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     async fn search(&self, body: Value) -> (StatusCode, Value) {
@@ -82,74 +85,149 @@ impl Drop for Server {
 fn error(got: &(StatusCode, Value), status: StatusCode, code: &str) -> String {
     assert_eq!(got.0, status, "{got:?}");
     assert_eq!(got.1["error"]["code"], json!(code), "{got:?}");
-    got.1["error"]["message"].as_str().expect("a message").to_string()
+    got.1["error"]["message"]
+        .as_str()
+        .expect("a message")
+        .to_string()
 }
 
-#[tokio::test]
-async fn authentication_limits_and_errors_are_json_with_stable_codes() {
-    let env = Env::new("rh_errors").await;
-    let s = Server::start(&env).await;
+/// Sends the request and asserts a JSON error with this status and code; returns the message.
+async fn expect(s: &Server, rb: reqwest::RequestBuilder, status: StatusCode, code: &str) -> String {
+    error(&s.call(rb).await, status, code)
+}
+
+async fn check_authentication(s: &Server) {
     let url = format!("{}/v1/search", s.base);
     let body = json!({"query": "x"});
-
-    let r = s.http.get(format!("{}/healthz", s.base)).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "healthz needs no token");
     let none = s.http.post(&url).json(&body).send().await.unwrap();
     assert_eq!(none.headers()["www-authenticate"], "Bearer");
     let none = (none.status(), none.json::<Value>().await.unwrap());
     assert!(error(&none, StatusCode::UNAUTHORIZED, "unauthorized").contains("missing"));
-    let wrong = s.call(s.http.post(&url).bearer_auth("not-the-token").json(&body)).await;
-    assert_eq!(error(&wrong, StatusCode::UNAUTHORIZED, "unauthorized"), "invalid bearer token");
-    let get = s.call(s.http.get(format!("{}/v1/documents/x", s.base))).await;
-    error(&get, StatusCode::UNAUTHORIZED, "unauthorized");
+    let wrong = s.http.post(&url).bearer_auth("not-the-token").json(&body);
+    let msg = expect(s, wrong, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_eq!(msg, "invalid bearer token");
+    let get = s.http.get(format!("{}/v1/documents/x", s.base));
+    expect(s, get, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
 
-    let big = json!({"query": "a".repeat(MAX_BODY * 2)});
-    let msg = error(&s.search(big).await, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+async fn check_search_limits_and_fields(s: &Server) {
+    let search = |b: Value| s.req(reqwest::Method::POST, "/v1/search").json(&b);
+    let big = search(json!({"query": "a".repeat(MAX_BODY * 2)}));
+    let msg = expect(s, big, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
     assert!(msg.contains("serve.max_body_bytes"), "{msg}");
-    let put_big = s.req(reqwest::Method::PUT, "/v1/documents/big").json(&json!({"content": "b".repeat(MAX_BODY)}));
-    error(&s.call(put_big).await, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
-
-    let syntax = s.req(reqwest::Method::POST, "/v1/search").body("{\"query\": \"x\",");
-    assert!(error(&s.call(syntax).await, StatusCode::BAD_REQUEST, "invalid_json").contains("not valid JSON"));
+    let syntax = s
+        .req(reqwest::Method::POST, "/v1/search")
+        .body("{\"query\": \"x\",");
+    let msg = expect(s, syntax, StatusCode::BAD_REQUEST, "invalid_json").await;
+    assert!(msg.contains("not valid JSON"), "{msg}");
     let bad = [
         (json!({"query": "x", "k": "ten"}), "`k`"),
         (json!({"query": "x", "kk": 1}), "`kk`"),
         (json!({"query": 5}), "`query`"),
-        (json!({"query": "x", "after": {"documentId": "zz", "version": 1}}), "`after.documentId`"),
-        (json!({"query": "x", "after": {"documentId": "65f0c0ffee00000000000001"}}), "`version`"),
+        (
+            json!({"query": "x", "after": {"documentId": "zz", "version": 1}}),
+            "`after.documentId`",
+        ),
+        (
+            json!({"query": "x", "after": {"documentId": "65f0c0ffee00000000000001"}}),
+            "`version`",
+        ),
         (json!({"k": 3}), "`query`"),
         (json!({"query": "x", "k": 0}), "`k`"),
         (json!({"query": "x", "waitMs": 3_600_000}), "`waitMs`"),
         (json!({"vector": [0.5, 0.5]}), "the vector has 2 numbers"),
     ];
     for (b, field) in bad {
-        let msg = error(&s.search(b.clone()).await, StatusCode::BAD_REQUEST, "invalid_request");
+        let msg = expect(
+            s,
+            search(b.clone()),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        )
+        .await;
         assert!(msg.contains(field), "{b}: {msg}");
     }
-    let msg = error(&s.search(json!({"query": "x", "k": MAX_K + 1})).await, StatusCode::BAD_REQUEST, "k_over_limit");
+    let over = search(json!({"query": "x", "k": MAX_K + 1}));
+    let msg = expect(s, over, StatusCode::BAD_REQUEST, "k_over_limit").await;
     assert!(msg.contains("serve.max_k") && msg.contains("21"), "{msg}");
-    let msg = error(
-        &s.search(json!({"query": "x", "filter": {"year": {"$gt": true}}})).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_filter",
-    );
+    let filter = search(json!({"query": "x", "filter": {"year": {"$gt": true}}}));
+    let msg = expect(s, filter, StatusCode::BAD_REQUEST, "invalid_filter").await;
     assert!(msg.contains("filter.year.$gt"), "{msg}");
+}
 
+async fn check_document_errors(s: &Server) {
+    let bad = StatusCode::BAD_REQUEST;
     let list = |q: &str| s.req(reqwest::Method::GET, &format!("/v1/documents?{q}"));
-    error(&s.call(list("limit=500")).await, StatusCode::BAD_REQUEST, "k_over_limit");
-    assert!(error(&s.call(list("bogus=1")).await, StatusCode::BAD_REQUEST, "invalid_request").contains("`bogus`"));
-    assert!(error(&s.call(list("limit=many")).await, StatusCode::BAD_REQUEST, "invalid_request").contains("`limit`"));
-    error(&s.call(list("where=%7Bnope")).await, StatusCode::BAD_REQUEST, "invalid_filter");
-    let missing = s.call(s.req(reqwest::Method::GET, "/v1/documents/nope")).await;
-    assert!(error(&missing, StatusCode::NOT_FOUND, "not_found").contains("`nope`"));
-    let empty = s.req(reqwest::Method::PUT, "/v1/documents/e").json(&json!({"content": ""}));
-    assert!(error(&s.call(empty).await, StatusCode::BAD_REQUEST, "invalid_document").contains("`content`"));
-    let typo = s.req(reqwest::Method::PUT, "/v1/documents/e").json(&json!({"content": "c", "meta": {}}));
-    assert!(error(&s.call(typo).await, StatusCode::BAD_REQUEST, "invalid_request").contains("`meta`"));
-    error(&s.call(s.req(reqwest::Method::GET, "/v2/nothing")).await, StatusCode::NOT_FOUND, "no_route");
-    error(&s.call(s.req(reqwest::Method::POST, "/v1/documents")).await, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    expect(s, list("limit=500"), bad, "k_over_limit").await;
+    let msg = expect(s, list("bogus=1"), bad, "invalid_request").await;
+    assert!(msg.contains("`bogus`"), "{msg}");
+    let msg = expect(s, list("limit=many"), bad, "invalid_request").await;
+    assert!(msg.contains("`limit`"), "{msg}");
+    expect(s, list("where=%7Bnope"), bad, "invalid_filter").await;
+    let missing = s.req(reqwest::Method::GET, "/v1/documents/nope");
+    let msg = expect(s, missing, StatusCode::NOT_FOUND, "not_found").await;
+    assert!(msg.contains("`nope`"), "{msg}");
+    let put = |b: Value| s.req(reqwest::Method::PUT, "/v1/documents/e").json(&b);
+    let big = put(json!({"content": "b".repeat(MAX_BODY)}));
+    expect(s, big, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
+    let msg = expect(s, put(json!({"content": ""})), bad, "invalid_document").await;
+    assert!(msg.contains("`content`"), "{msg}");
+    let typo = put(json!({"content": "c", "meta": {}}));
+    assert!(expect(s, typo, bad, "invalid_request")
+        .await
+        .contains("`meta`"));
+    let nowhere = s.req(reqwest::Method::GET, "/v2/nothing");
+    expect(s, nowhere, StatusCode::NOT_FOUND, "no_route").await;
+    let wrong_method = s.req(reqwest::Method::POST, "/v1/documents");
+    expect(
+        s,
+        wrong_method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn authentication_limits_and_errors_are_json_with_stable_codes() {
+    let env = Env::new("rh_errors").await;
+    let s = Server::start(&env).await;
+    check_authentication(&s).await;
+    check_search_limits_and_fields(&s).await;
+    check_document_errors(&s).await;
     drop(s);
     env.cleanup().await;
+}
+
+async fn put(s: &Server, id: &str, body: &Value) -> Value {
+    let (status, out) = s
+        .call(
+            s.req(reqwest::Method::PUT, &format!("/v1/documents/{id}"))
+                .json(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    out
+}
+
+async fn get(s: &Server, path: &str) -> (StatusCode, Value) {
+    s.call(s.req(reqwest::Method::GET, path)).await
+}
+
+fn hit_ids(found: &Value) -> Vec<&str> {
+    found["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["contentId"].as_str())
+        .collect()
 }
 
 #[tokio::test]
@@ -157,33 +235,38 @@ async fn put_then_search_over_http_reads_the_write() {
     let env = Env::new("rh_put").await;
     let worker = background_worker(&env);
     let s = Server::start(&env).await;
-    let doc = json!({"type": "faq", "content": "How do I reset my password quickly", "metadata": {"lang": "en", "v": {"n": 2}}});
-    let put = s.call(s.req(reqwest::Method::PUT, "/v1/documents/faq-1").json(&doc)).await;
-    assert_eq!(put.0, StatusCode::OK, "{put:?}");
-    assert_eq!(put.1["version"], json!(1));
-    let other = json!({"type": "note", "content": "How do I reset my password quickly", "metadata": {"lang": "en"}});
-    let put2 = s.call(s.req(reqwest::Method::PUT, "/v1/documents/note-1").json(&other)).await;
+    let text = "How do I reset my password quickly";
+    let doc = json!({"type": "faq", "content": text, "metadata": {"lang": "en", "v": {"n": 2}}});
+    let first = put(&s, "faq-1", &doc).await;
+    assert_eq!(first["version"], json!(1));
+    let other = put(
+        &s,
+        "note-1",
+        &json!({"type": "note", "content": text, "metadata": {"lang": "en"}}),
+    )
+    .await;
 
     // Read-your-writes: the PUT answer is the `after` of the search, no sleep in between.
     let (status, found) = s
         .search(json!({
-            "query": "How do I reset my password quickly", "k": 5, "type": "faq",
-            "filter": {"lang": "en", "v.n": {"$gte": 2}}, "after": put.1, "waitMs": 10_000,
+            "query": text, "k": 5, "type": "faq",
+            "filter": {"lang": "en", "v.n": {"$gte": 2}}, "after": first, "waitMs": 10_000,
         }))
         .await;
     assert_eq!(status, StatusCode::OK, "{found}");
-    let hits = found["hits"].as_array().unwrap();
-    assert_eq!(hits.len(), 1, "{found}");
-    assert_eq!(hits[0]["contentId"], json!("faq-1"));
-    assert_eq!(hits[0]["stale"], json!(false));
-    assert_eq!(hits[0]["document"]["metadata"]["v"]["n"], json!(2));
-    assert!(hits[0]["score"].as_f64().unwrap() > 0.99);
-    let (_, both) = s.search(json!({"query": "reset my password", "after": put2.1})).await;
-    assert_eq!(both["hits"].as_array().unwrap().len(), 2, "{both}");
+    assert_eq!(hit_ids(&found), vec!["faq-1"], "{found}");
+    let hit = &found["hits"][0];
+    assert_eq!(hit["stale"], json!(false));
+    assert_eq!(hit["document"]["metadata"]["v"]["n"], json!(2));
+    assert!(hit["score"].as_f64().unwrap() > 0.99);
+    let (_, both) = s
+        .search(json!({"query": "reset my password", "after": other}))
+        .await;
+    assert_eq!(hit_ids(&both).len(), 2, "{both}");
 
-    let (status, got) = s.call(s.req(reqwest::Method::GET, "/v1/documents/faq-1")).await;
+    let (status, got) = get(&s, "/v1/documents/faq-1").await;
     assert_eq!((status, &got["content"]), (StatusCode::OK, &doc["content"]));
-    let (_, recent) = s.call(s.req(reqwest::Method::GET, "/v1/documents?type=note&limit=5")).await;
+    let (_, recent) = get(&s, "/v1/documents?type=note&limit=5").await;
     assert_eq!(recent["documents"].as_array().unwrap().len(), 1, "{recent}");
     assert_eq!(recent["documents"][0]["contentId"], json!("note-1"));
     let w = s
@@ -191,18 +274,24 @@ async fn put_then_search_over_http_reads_the_write() {
         .query(&[("where", r#"{"lang": {"$in": ["en"]}}"#), ("limit", "10")]);
     assert_eq!(s.call(w).await.1["documents"].as_array().unwrap().len(), 2);
 
-    let (status, del) = s.call(s.req(reqwest::Method::DELETE, "/v1/documents/faq-1")).await;
+    let delete = || s.req(reqwest::Method::DELETE, "/v1/documents/faq-1");
+    let (status, del) = s.call(delete()).await;
     assert_eq!((status, &del["version"]), (StatusCode::OK, &json!(2)));
-    let (_, after) = s.search(json!({"query": "reset my password", "after": del})).await;
-    let ids: BTreeSet<&str> = after["hits"].as_array().unwrap().iter().filter_map(|h| h["contentId"].as_str()).collect();
-    assert_eq!(ids, BTreeSet::from(["note-1"]), "{after}");
-    let (status, hist) = s.call(s.req(reqwest::Method::GET, "/v1/documents/faq-1/history")).await;
+    let (_, after) = s
+        .search(json!({"query": "reset my password", "after": del}))
+        .await;
+    assert_eq!(hit_ids(&after), vec!["note-1"], "{after}");
+    let (status, hist) = get(&s, "/v1/documents/faq-1/history").await;
     assert_eq!(status, StatusCode::OK);
-    let ops: Vec<&Value> = hist["entries"].as_array().unwrap().iter().map(|e| &e["op"]).collect();
+    let ops: Vec<&Value> = hist["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["op"])
+        .collect();
     assert_eq!(ops, vec![&json!("upsert"), &json!("delete")], "{hist}");
     assert_eq!(hist["entries"][1]["status"], json!("done"));
-    let gone = s.call(s.req(reqwest::Method::DELETE, "/v1/documents/faq-1")).await;
-    error(&gone, StatusCode::NOT_FOUND, "not_found");
+    expect(&s, delete(), StatusCode::NOT_FOUND, "not_found").await;
     drop(s);
     stop(worker).await;
     env.cleanup().await;
@@ -211,7 +300,8 @@ async fn put_then_search_over_http_reads_the_write() {
 /// (method, path) of every operation in docs/openapi.yaml (its `paths:` section: two-space
 /// indented paths, four-space indented methods).
 fn openapi_routes() -> BTreeSet<(String, String)> {
-    let text = std::fs::read_to_string(tidemark_e2e::repo_root().join("docs/openapi.yaml")).unwrap();
+    let text =
+        std::fs::read_to_string(tidemark_e2e::repo_root().join("docs/openapi.yaml")).unwrap();
     let mut out = BTreeSet::new();
     let mut path = None;
     let mut in_paths = false;

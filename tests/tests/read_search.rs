@@ -43,7 +43,10 @@ fn corpus() -> Vec<NewDocument> {
 }
 
 fn ids(i: impl Fn(usize) -> bool) -> BTreeSet<String> {
-    (0..N).filter(|&n| i(n)).map(|n| format!("d{n:02}")).collect()
+    (0..N)
+        .filter(|&n| i(n))
+        .map(|n| format!("d{n:02}"))
+        .collect()
 }
 
 /// (filter, the documents it must select, computed without the filter code).
@@ -54,16 +57,28 @@ fn cases() -> Vec<(Value, BTreeSet<String>)> {
     vec![
         (json!({"type": "faq"}), ids(|i| i % 3 == 0)),
         (json!({"lang": "fr"}), ids(|i| lang(i) == "fr")),
-        (json!({"year": {"$gte": 2018, "$lt": 2021}}), ids(|i| (2018..2021).contains(&year(i)))),
-        (json!({"score": {"$gt": 1.5, "$lte": 3.0}}), ids(|i| i > 15 && i <= 30)),
+        (
+            json!({"year": {"$gte": 2018, "$lt": 2021}}),
+            ids(|i| (2018..2021).contains(&year(i))),
+        ),
+        (
+            json!({"score": {"$gt": 1.5, "$lte": 3.0}}),
+            ids(|i| i > 15 && i <= 30),
+        ),
         (json!({"year": 2019.0}), ids(|i| year(i) == 2019)),
         (json!({"a.b": "x2"}), ids(|i| i % 4 == 2)),
-        (json!({"day": {"$gte": "2024-03-01", "$lt": "2024-07-01"}}), ids(|i| (3..7).contains(&day(i)))),
+        (
+            json!({"day": {"$gte": "2024-03-01", "$lt": "2024-07-01"}}),
+            ids(|i| (3..7).contains(&day(i))),
+        ),
         (json!({"tier": {"$in": [0, 2]}}), ids(|i| i % 3 != 1)),
         (json!({"lang": {"$nin": ["en"]}}), ids(|i| lang(i) != "en")),
         (json!({"extra": {"$ne": "yes"}}), ids(|i| i % 5 != 0)),
         (json!({"ok": true}), ids(|i| i % 2 == 0)),
-        (json!({"lang": {"$in": ["fr", 1]}}), ids(|i| lang(i) == "fr")),
+        (
+            json!({"lang": {"$in": ["fr", 1]}}),
+            ids(|i| lang(i) == "fr"),
+        ),
         (json!({"tier": {"$in": []}}), BTreeSet::new()),
         (json!({"tags": "[\"t1\"]"}), ids(|i| i % 3 == 1)),
         (
@@ -82,7 +97,10 @@ async fn indexed_env(prefix: &str) -> Env {
 }
 
 fn found(r: &tidemark_read::SearchResult) -> BTreeSet<String> {
-    r.hits.iter().map(|h| h.document.content_id.clone()).collect()
+    r.hits
+        .iter()
+        .map(|h| h.document.content_id.clone())
+        .collect()
 }
 
 #[tokio::test]
@@ -93,7 +111,10 @@ async fn filters_give_the_same_documents_through_chroma_and_through_mongodb() {
         let f = Filter::from_json(&filter).unwrap();
         let req = SearchRequest::text("topic1 words3", N).with_filter(f.clone());
         let pushed = reader.search(&req).await.unwrap();
-        let local = reader.search(&req.clone().without_pushdown()).await.unwrap();
+        let local = reader
+            .search(&req.clone().without_pushdown())
+            .await
+            .unwrap();
         assert_eq!(found(&pushed), want, "through Chroma: {filter}");
         assert_eq!(found(&local), want, "through MongoDB: {filter}");
         let scores = |r: &tidemark_read::SearchResult| -> Vec<(String, String)> {
@@ -121,7 +142,10 @@ async fn filters_give_the_same_documents_through_chroma_and_through_mongodb() {
         .with_filter(Filter::from_json(&json!({"type": "faq"})).unwrap());
     let pushed = reader.search(&req).await.unwrap();
     assert_eq!(pushed.candidates, 14, "{pushed:?}");
-    let local = reader.search(&req.clone().without_pushdown()).await.unwrap();
+    let local = reader
+        .search(&req.clone().without_pushdown())
+        .await
+        .unwrap();
     assert_eq!(local.candidates, N);
     // Top-k with a filter: k hits, best first.
     let top = reader
@@ -132,7 +156,10 @@ async fn filters_give_the_same_documents_through_chroma_and_through_mongodb() {
     assert_eq!(top.hits[0].document.content_id, "d07");
     assert!(top.hits.windows(2).all(|w| w[0].score >= w[1].score));
     // Newest first.
-    let newest = reader.recent(&Filter::all().with_type("guide"), 2).await.unwrap();
+    let newest = reader
+        .recent(&Filter::all().with_type("guide"), 2)
+        .await
+        .unwrap();
     assert_eq!(newest.len(), 2);
     assert!(newest[0].timestamp >= newest[1].timestamp);
     env.cleanup().await;
@@ -144,7 +171,10 @@ async fn deleted_document_never_comes_back_and_stale_vectors_are_marked() {
     let reader = reader(&env);
     let worker = env.worker();
     let text = "gamma gulls glide over grey waves";
-    env.store.put(NewDocument::new("g", "note", text)).await.unwrap();
+    env.store
+        .put(NewDocument::new("g", "note", text))
+        .await
+        .unwrap();
     env.store
         .put(NewDocument::new("s", "note", "sigma seals sleep on sand"))
         .await
@@ -157,23 +187,42 @@ async fn deleted_document_never_comes_back_and_stale_vectors_are_marked() {
             .collect()
     };
     let q = SearchRequest::text(text, 5);
-    assert_eq!(hits(reader.search(&q).await.unwrap())[0], ("g".into(), false, 1));
+    assert_eq!(
+        hits(reader.search(&q).await.unwrap())[0],
+        ("g".into(), false, 1)
+    );
 
     // Deleted, its vector still in Chroma (the worker has not run): never returned.
     env.store.delete("g").await.unwrap();
-    assert_eq!(env.vectors().await.len(), 2, "the old vector is still there");
+    assert_eq!(
+        env.vectors().await.len(),
+        2,
+        "the old vector is still there"
+    );
     let after_delete = hits(reader.search(&q).await.unwrap());
     assert!(after_delete.iter().all(|h| h.0 != "g"), "{after_delete:?}");
     // Put again under the same contentId: a new incarnation, not indexed yet, still absent.
-    env.store.put(NewDocument::new("g", "note", text)).await.unwrap();
-    assert!(hits(reader.search(&q).await.unwrap()).iter().all(|h| h.0 != "g"));
+    env.store
+        .put(NewDocument::new("g", "note", text))
+        .await
+        .unwrap();
+    assert!(hits(reader.search(&q).await.unwrap())
+        .iter()
+        .all(|h| h.0 != "g"));
     worker.drain().await.unwrap();
-    assert_eq!(hits(reader.search(&q).await.unwrap())[0], ("g".into(), false, 3));
+    assert_eq!(
+        hits(reader.search(&q).await.unwrap())[0],
+        ("g".into(), false, 3)
+    );
 
     // Updated, not indexed yet: the old vector matches, marked stale, the new text returned.
     let old = "sigma seals sleep on sand";
     env.store
-        .put(NewDocument::new("s", "note", "completely different words now"))
+        .put(NewDocument::new(
+            "s",
+            "note",
+            "completely different words now",
+        ))
         .await
         .unwrap();
     let r = reader.search(&SearchRequest::text(old, 1)).await.unwrap();
@@ -211,16 +260,26 @@ async fn chunked_documents_come_back_once_with_their_best_score() {
         metadata: base.clone(),
     };
     env.chroma
-        .upsert(&coll, &[chunk(1, "query words here"), chunk(2, "query words")])
+        .upsert(
+            &coll,
+            &[chunk(1, "query words here"), chunk(2, "query words")],
+        )
         .await
         .unwrap();
     let r = reader
         .search(&SearchRequest::text("query words here", 10))
         .await
         .unwrap();
-    let got: Vec<&str> = r.hits.iter().map(|h| h.document.content_id.as_str()).collect();
+    let got: Vec<&str> = r
+        .hits
+        .iter()
+        .map(|h| h.document.content_id.as_str())
+        .collect();
     assert_eq!(got, vec!["a", "b"], "{r:?}");
-    assert!((r.hits[0].score - 1.0).abs() < 1e-4, "the best chunk's score");
+    assert!(
+        (r.hits[0].score - 1.0).abs() < 1e-4,
+        "the best chunk's score"
+    );
     assert_eq!(r.candidates, 4);
     env.cleanup().await;
 }
@@ -236,7 +295,8 @@ async fn read_your_writes_search_sees_a_document_put_a_moment_before() {
         .await
         .unwrap();
     let start = Instant::now();
-    let req = SearchRequest::text("whales wander widely", 3).after(&put, Duration::from_millis(300));
+    let req =
+        SearchRequest::text("whales wander widely", 3).after(&put, Duration::from_millis(300));
     let err = reader.search(&req).await.unwrap_err();
     assert!(matches!(err, ReadError::NotIndexed { .. }), "{err}");
     assert!(err.to_string().contains("IS committed"), "{err}");
@@ -261,9 +321,13 @@ async fn read_your_writes_search_sees_a_document_put_a_moment_before() {
         .put(NewDocument::new("f0", "note", "fresh0 falcons rest now"))
         .await
         .unwrap();
-    let req = SearchRequest::text("fresh0 falcons rest now", 1).after(&put, Duration::from_secs(10));
+    let req =
+        SearchRequest::text("fresh0 falcons rest now", 1).after(&put, Duration::from_secs(10));
     let h = &reader.search(&req).await.unwrap().hits[0];
-    assert_eq!((h.document.content_id.as_str(), h.stale, h.document.version), ("f0", false, 2));
+    assert_eq!(
+        (h.document.content_id.as_str(), h.stale, h.document.version),
+        ("f0", false, 2)
+    );
     stop(worker).await;
     env.cleanup().await;
 }
@@ -272,14 +336,23 @@ async fn read_your_writes_search_sees_a_document_put_a_moment_before() {
 async fn history_lists_every_version_of_a_content_id() {
     let env = Env::new("rd_history").await;
     let reader = reader(&env);
-    env.store.put(NewDocument::new("h", "note", "one")).await.unwrap();
+    env.store
+        .put(NewDocument::new("h", "note", "one"))
+        .await
+        .unwrap();
     env.worker().drain().await.unwrap();
-    env.store.put(NewDocument::new("h", "note", "two")).await.unwrap();
+    env.store
+        .put(NewDocument::new("h", "note", "two"))
+        .await
+        .unwrap();
     env.store.delete("h").await.unwrap();
     let pending = reader.history("h").await.unwrap();
     assert_eq!(pending.len(), 3);
     assert_eq!(
-        pending.iter().map(|e| serde_json::to_value(e.status).unwrap()).collect::<Vec<_>>(),
+        pending
+            .iter()
+            .map(|e| serde_json::to_value(e.status).unwrap())
+            .collect::<Vec<_>>(),
         vec![json!("done"), json!("pending"), json!("pending")]
     );
     env.worker().drain().await.unwrap();

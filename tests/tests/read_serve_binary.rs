@@ -59,7 +59,11 @@ async fn the_token_never_appears_in_a_debug_log() {
     let http = reqwest::Client::new();
     let start = Instant::now();
     while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "serve did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "serve did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let put = http
@@ -86,24 +90,36 @@ async fn the_token_never_appears_in_a_debug_log() {
         .unwrap();
     assert_eq!(wrong.status(), 401);
 
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "serve did not stop");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "serve did not stop"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "exit status {status:?}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("serving the HTTP API"), "{text}");
-    assert!(text.contains("/v1/search") && text.contains("status=401"), "requests are logged at debug: {text}");
+    assert!(
+        text.contains("/v1/search") && text.contains("status=401"),
+        "requests are logged at debug: {text}"
+    );
     assert!(!text.contains(SECRET), "the token is in the log");
     assert!(!text.contains(WRONG), "a presented token is in the log");
 
     let db = tidemark_e2e::mongo_client().await;
-    let name = toml::from_str::<Config>(&std::fs::read_to_string(&cfg).unwrap()).unwrap().mongodb.database;
+    let name = toml::from_str::<Config>(&std::fs::read_to_string(&cfg).unwrap())
+        .unwrap()
+        .mongodb
+        .database;
     let _ = db.database(&name).drop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -130,6 +146,9 @@ fn a_public_address_without_a_token_is_refused_at_start() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("serve.token_env") && err.contains("unset or empty"), "{err}");
+    assert!(
+        err.contains("serve.token_env") && err.contains("unset or empty"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -74,7 +74,10 @@ impl Reader {
             .documents()
             .create_indexes([
                 named(doc! {"timestamp": -1, "_id": -1}, READ_INDEXES[0].1),
-                named(doc! {"type": 1, "timestamp": -1, "_id": -1}, READ_INDEXES[1].1),
+                named(
+                    doc! {"type": 1, "timestamp": -1, "_id": -1},
+                    READ_INDEXES[1].1,
+                ),
             ])
             .await?;
         Ok(())
@@ -87,13 +90,16 @@ impl Reader {
 
     /// The `n` most recently written documents matching `filter`, newest first. MongoDB
     /// narrows the scan ([`translate::mongo_query`]); each document is checked in memory.
-    pub async fn recent(&self, filter: &Filter, n: usize) -> Result<Vec<DocumentRecord>, ReadError> {
+    pub async fn recent(
+        &self,
+        filter: &Filter,
+        n: usize,
+    ) -> Result<Vec<DocumentRecord>, ReadError> {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let mut find = self
-            .store
-            .documents()
+        let documents = self.store.documents();
+        let mut find = documents
             .find(translate::mongo_query(filter))
             .sort(doc! {"timestamp": -1, "_id": -1});
         if translate::mongo_exact(filter) {

@@ -28,9 +28,9 @@
 
 mod documents;
 mod error;
-pub mod json;
 pub mod filter;
 pub mod http;
+pub mod json;
 mod search;
 mod vectors;
 mod wait;

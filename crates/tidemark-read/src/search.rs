@@ -288,7 +288,10 @@ mod tests {
         d.content_hash = "other".into();
         assert!(is_stale(&h, &d), "other content");
         d.content_hash = "h".into();
-        assert!(is_stale(&VectorHit { version: None, ..h }, &d), "unknown version");
+        assert!(
+            is_stale(&VectorHit { version: None, ..h }, &d),
+            "unknown version"
+        );
     }
 
     #[test]

@@ -73,9 +73,10 @@ impl Reader {
             .await?;
         Ok(match entry {
             Some(e) if e.status == OutboxStatus::Done => Seen::Indexed,
-            Some(e) if e.status == OutboxStatus::Dead => {
-                Seen::Dead(e.last_error.unwrap_or_else(|| "no lastError recorded".into()))
-            }
+            Some(e) if e.status == OutboxStatus::Dead => Seen::Dead(
+                e.last_error
+                    .unwrap_or_else(|| "no lastError recorded".into()),
+            ),
             Some(_) => Seen::Pending,
             // No entry (expired by the retention TTL long after it was done) and the document
             // not behind: nothing to wait for.

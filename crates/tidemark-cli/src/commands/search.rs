@@ -67,7 +67,9 @@ pub fn run(global: &GlobalArgs, args: SearchArgs) -> anyhow::Result<ExitCode> {
         tidemark_embed::from_config(&cfg.embedder).context("cannot load the embedder")?;
     let rt = runtime()?;
     rt.block_on(async {
-        let store = Store::connect(&cfg).await.context("cannot connect to MongoDB")?;
+        let store = Store::connect(&cfg)
+            .await
+            .context("cannot connect to MongoDB")?;
         let reader = Reader::new(&cfg, store).with_embedder(embedder)?;
         let req = SearchRequest::text(&args.text, args.k).with_filter(filter);
         let result = reader.search(&req).await?;
@@ -85,7 +87,12 @@ pub fn run(global: &GlobalArgs, args: SearchArgs) -> anyhow::Result<ExitCode> {
                 );
             } else {
                 let mark = if h.stale { " (stale vector)" } else { "" };
-                println!("{:>2}. {:<30} {:>6.3}  {line}{mark}", rank + 1, d.content_id, h.score);
+                println!(
+                    "{:>2}. {:<30} {:>6.3}  {line}{mark}",
+                    rank + 1,
+                    d.content_id,
+                    h.score
+                );
             }
         }
         if result.hits.is_empty() {

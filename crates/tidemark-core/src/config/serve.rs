@@ -87,7 +87,10 @@ mod tests {
         assert_eq!(check(""), "");
         assert!(check("[serve]\naddr = \"nowhere\"\n").contains("`serve.addr`"));
         let open = check("[serve]\naddr = \"0.0.0.0:8471\"\n");
-        assert!(open.contains("`serve.addr`") && open.contains("token"), "{open}");
+        assert!(
+            open.contains("`serve.addr`") && open.contains("token"),
+            "{open}"
+        );
         assert_eq!(
             check("[serve]\naddr = \"0.0.0.0:8471\"\ntoken_env = \"TM_TOKEN\"\n"),
             ""

@@ -147,7 +147,10 @@ mod tests {
         assert!(m(json!({"year": {"$gt": 2020.5}}), &d));
         assert!(m(json!({"score": {"$lte": 0.75, "$gt": 0}}), &d));
         assert!(!m(json!({"score": {"$lt": 0.75}}), &d));
-        assert!(m(json!({"day": {"$gte": "2024-01-01", "$lt": "2024-12-31"}}), &d));
+        assert!(m(
+            json!({"day": {"$gte": "2024-01-01", "$lt": "2024-12-31"}}),
+            &d
+        ));
         assert!(!m(json!({"day": {"$gt": 5}}), &d), "no range across kinds");
         assert!(!m(json!({"year": {"$gt": "2000"}}), &d));
         assert!(!m(json!({"missing": {"$lt": 5}}), &d));

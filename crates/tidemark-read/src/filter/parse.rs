@@ -85,7 +85,10 @@ fn parse_conditions(
         return Ok(());
     };
     if ops.is_empty() {
-        return Err(err(path, format!("no operator given; use one of {OPERATORS}")));
+        return Err(err(
+            path,
+            format!("no operator given; use one of {OPERATORS}"),
+        ));
     }
     for (name, operand) in ops {
         let at = format!("{path}.{name}");
@@ -152,7 +155,10 @@ fn scalar(path: &str, v: &Value) -> Result<Scalar, FilterError> {
 
 fn bound(path: &str, v: &Value) -> Result<Scalar, FilterError> {
     match scalar(path, v)? {
-        Scalar::Bool(_) => Err(err(path, "a range needs a number or a string, not a boolean")),
+        Scalar::Bool(_) => Err(err(
+            path,
+            "a range needs a number or a string, not a boolean",
+        )),
         s => Ok(s),
     }
 }
@@ -197,8 +203,8 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                cond("tier", Op::In(vec![Scalar::Int(1), Scalar::Int(2)])),
                 cond("ok", Op::Ne(Scalar::Bool(true))),
+                cond("tier", Op::In(vec![Scalar::Int(1), Scalar::Int(2)])),
                 cond("type", Op::Eq(Scalar::Str("faq".into()))),
                 cond("year", Op::Gte(Scalar::Int(2020))),
                 cond("year", Op::Lt(Scalar::Float(2025.5))),
@@ -216,17 +222,35 @@ mod tests {
         let cases = [
             (json!([1]), "filter `(filter)`: must be a JSON object"),
             (json!({"$or": []}), "filter `$or`: unsupported operator"),
-            (json!({"year": {"$gt": true}}), "filter `year.$gt`: a range needs a number"),
-            (json!({"year": {"$between": 1}}), "filter `year.$between`: unknown operator"),
-            (json!({"tags": ["a"]}), "filter `tags`: a list is not a value"),
-            (json!({"a": {"b": 1}}), "filter `a.b`: `b` is not an operator: a nested key is written `a.b`"),
+            (
+                json!({"year": {"$gt": true}}),
+                "filter `year.$gt`: a range needs a number",
+            ),
+            (
+                json!({"year": {"$between": 1}}),
+                "filter `year.$between`: unknown operator",
+            ),
+            (
+                json!({"tags": ["a"]}),
+                "filter `tags`: a list is not a value",
+            ),
+            (
+                json!({"a": {"b": 1}}),
+                "filter `a.b`: `b` is not an operator: a nested key is written `a.b`",
+            ),
             (json!({"x": null}), "filter `x`: null cannot be matched"),
             (json!({"x": {}}), "filter `x`: no operator given"),
             (json!({"x": {"$in": 3}}), "filter `x.$in`: must be a list"),
             (json!({"x": {"$in": [1, null]}}), "filter `x.$in[1]`: null"),
-            (json!({"$and": [{"ok": 1}, {"version": 2}]}), "filter `$and[1].version`: `version` is set by tidemark"),
+            (
+                json!({"$and": [{"ok": 1}, {"version": 2}]}),
+                "filter `$and[1].version`: `version` is set by tidemark",
+            ),
             (json!({"$and": {"a": 1}}), "filter `$and`: must be a list"),
-            (json!({"n": 18446744073709551615u64}), "filter `n`: integer out of range"),
+            (
+                json!({"n": 18446744073709551615u64}),
+                "filter `n`: integer out of range",
+            ),
             (json!({"": 1}), "filter ``: a key must not be empty"),
         ];
         for (input, want) in cases {

@@ -159,7 +159,9 @@ mod tests {
         assert_eq!(p.chroma, Some(json!({"type": {"$eq": "faq"}})));
         assert!(!p.has_residual());
 
-        let p = plan(&f(json!({"year": {"$gte": 2020, "$lt": 2025.5}, "ok": {"$ne": true}})));
+        let p = plan(&f(
+            json!({"year": {"$gte": 2020, "$lt": 2025.5}, "ok": {"$ne": true}}),
+        ));
         let Some(Value::Object(w)) = &p.chroma else {
             panic!("{p:?}")
         };
@@ -174,7 +176,9 @@ mod tests {
             ]
         );
         assert!(p.residual.is_empty());
-        let p = plan(&f(json!({"tier": {"$in": [1, 2.5]}, "lang": {"$nin": ["de"]}})));
+        let p = plan(&f(
+            json!({"tier": {"$in": [1, 2.5]}, "lang": {"$nin": ["de"]}}),
+        ));
         assert!(p.chroma.is_some() && p.residual.is_empty(), "{p:?}");
     }
 
@@ -191,7 +195,13 @@ mod tests {
         keys.sort();
         assert_eq!(keys, vec!["day", "mix", "tier"]);
         assert!(p.has_residual());
-        assert_eq!(plan(&Filter::all()), Plan { chroma: None, residual: vec![] });
+        assert_eq!(
+            plan(&Filter::all()),
+            Plan {
+                chroma: None,
+                residual: vec![]
+            }
+        );
         let all_local = plan_without_pushdown(&f(json!({"lang": "en"})));
         assert_eq!(all_local.chroma, None);
         assert_eq!(all_local.residual.len(), 1);
@@ -201,7 +211,9 @@ mod tests {
     fn mongo_query_is_exact_on_document_fields_and_widened_on_metadata() {
         let q = mongo_query(&f(json!({"type": "faq"})));
         assert_eq!(q, doc! {"$and": [{"type": {"$eq": "faq"}}]});
-        assert!(mongo_exact(&f(json!({"type": "faq", "contentId": {"$ne": "x"}}))));
+        assert!(mongo_exact(&f(
+            json!({"type": "faq", "contentId": {"$ne": "x"}})
+        )));
         assert!(!mongo_exact(&f(json!({"lang": "en"}))));
         let q = mongo_query(&f(json!({"a.b": {"$gt": 1}})));
         assert_eq!(

@@ -31,7 +31,10 @@ impl Token {
     /// Constant-time comparison (of digests, so the length of the secret does not leak).
     pub fn verify(&self, presented: &str) -> bool {
         let got: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        got.iter().zip(self.0.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        got.iter()
+            .zip(self.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
     }
 
     /// The token configured in `[serve]`: the variable named by `token_env` or the file
@@ -100,14 +103,23 @@ mod tests {
         assert!(Token::from_config(&cfg).unwrap().is_none());
         cfg.token_env = "TIDEMARK_TEST_SURELY_UNSET_TOKEN".into();
         let err = Token::from_config(&cfg).unwrap_err();
-        assert!(err.contains("serve.token_env") && err.contains("unset"), "{err}");
+        assert!(
+            err.contains("serve.token_env") && err.contains("unset"),
+            "{err}"
+        );
         cfg.token_env.clear();
         let dir = std::env::temp_dir().join(format!("tm-token-{}", std::process::id()));
         std::fs::write(&dir, "file-secret\n").unwrap();
         cfg.token_file = Some(dir.clone());
-        assert!(Token::from_config(&cfg).unwrap().unwrap().verify("file-secret"));
+        assert!(Token::from_config(&cfg)
+            .unwrap()
+            .unwrap()
+            .verify("file-secret"));
         std::fs::remove_file(&dir).unwrap();
         let err = Token::from_config(&cfg).unwrap_err();
-        assert!(err.contains("serve.token_file") && !err.contains("file-secret"), "{err}");
+        assert!(
+            err.contains("serve.token_file") && !err.contains("file-secret"),
+            "{err}"
+        );
     }
 }

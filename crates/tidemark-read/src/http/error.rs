@@ -61,7 +61,9 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
-            StoreError::Validation { .. } => ApiError::bad_request("invalid_document", e.to_string()),
+            StoreError::Validation { .. } => {
+                ApiError::bad_request("invalid_document", e.to_string())
+            }
             StoreError::RetriesExhausted { .. } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "write_conflict",
@@ -85,13 +87,19 @@ impl From<ReadError> for ApiError {
             ReadError::Vectors(v) => {
                 ApiError::unavailable("vector_index_unavailable", "the vector index", &v)
             }
-            ReadError::Embed(x) => ApiError::unavailable("embedder_unavailable", "the embedder", &x),
-            e @ ReadError::NotIndexed { .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_indexed_yet", e.to_string())
+            ReadError::Embed(x) => {
+                ApiError::unavailable("embedder_unavailable", "the embedder", &x)
             }
-            e @ ReadError::IndexFailed { .. } => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index_failed", e.to_string())
-            }
+            e @ ReadError::NotIndexed { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_indexed_yet",
+                e.to_string(),
+            ),
+            e @ ReadError::IndexFailed { .. } => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "index_failed",
+                e.to_string(),
+            ),
             e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         }
     }

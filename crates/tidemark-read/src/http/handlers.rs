@@ -48,7 +48,10 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {inner}"))
+            ApiError::bad_request(
+                "invalid_json",
+                format!("the body is not valid JSON: {inner}"),
+            )
         } else if path == "." {
             ApiError::bad_request("invalid_request", inner.to_string())
         } else {
@@ -139,8 +142,13 @@ pub(super) async fn recent(
     State(st): State<AppState>,
     q: Result<axum::extract::Query<HashMap<String, String>>, QueryRejection>,
 ) -> Answer {
-    let q = q.map_err(|r| ApiError::bad_request("invalid_request", r.body_text()))?.0;
-    if let Some(unknown) = q.keys().find(|k| !["type", "limit", "where"].contains(&k.as_str())) {
+    let q = q
+        .map_err(|r| ApiError::bad_request("invalid_request", r.body_text()))?
+        .0;
+    if let Some(unknown) = q
+        .keys()
+        .find(|k| !["type", "limit", "where"].contains(&k.as_str()))
+    {
         return Err(ApiError::bad_request(
             "invalid_request",
             format!("unknown query parameter `{unknown}` (type, limit, where)"),
@@ -149,7 +157,10 @@ pub(super) async fn recent(
     let limit = match q.get("limit") {
         None => DEFAULT_K,
         Some(s) => s.parse::<usize>().map_err(|_| {
-            ApiError::bad_request("invalid_request", format!("`limit` must be a whole number, not `{s}`"))
+            ApiError::bad_request(
+                "invalid_request",
+                format!("`limit` must be a whole number, not `{s}`"),
+            )
         })?,
     };
     let limit = check_k(limit, st.max_k, "limit")?;
@@ -166,7 +177,9 @@ pub(super) async fn recent(
         filter = filter.with_type(t);
     }
     let docs = st.reader.recent(&filter, limit).await?;
-    Ok(Json(json!({"documents": docs.iter().map(document_json).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"documents": docs.iter().map(document_json).collect::<Vec<_>>()}),
+    ))
 }
 
 fn no_document(id: &str) -> ApiError {

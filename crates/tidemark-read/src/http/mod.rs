@@ -109,7 +109,10 @@ pub fn routes() -> Vec<(Method, &'static str)> {
     all
 }
 
-async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn log_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let start = Instant::now();
     let resp = next.run(req).await;
@@ -137,7 +140,9 @@ pub fn router(reader: Reader, opts: ServeOptions) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .merge(v1)
-        .fallback(|| async { ApiError::not_found("no_route", "no such route; see docs/openapi.yaml") })
+        .fallback(|| async {
+            ApiError::not_found("no_route", "no such route; see docs/openapi.yaml")
+        })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -157,7 +162,11 @@ pub async fn serve_on(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let auth = if opts.token.is_some() { "bearer token" } else { "none (loopback only)" };
+    let auth = if opts.token.is_some() {
+        "bearer token"
+    } else {
+        "none (loopback only)"
+    };
     tracing::info!(addr = %listener.local_addr()?, auth, "serving the HTTP API");
     axum::serve(listener, router(reader, opts))
         .with_graceful_shutdown(shutdown)
