@@ -45,8 +45,13 @@ enum Command {
     /// Run the worker: tail the outbox, embed, upsert into Chroma, mark done; serves /metrics,
     /// /healthz, /readyz. Stops gracefully on SIGTERM/SIGINT (exit 0). --once: drain and exit.
     Worker(commands::worker::WorkerArgs),
-    /// Embed a query and print the nearest documents (contentId, score, first line).
+    /// Embed a query and print the nearest documents (contentId, score, first line);
+    /// --type and --where '<json>' filter them.
     Search(commands::search::SearchArgs),
+    /// The outbox's audit trail of a document: every version, op, result, attempts, errors.
+    History(commands::history::HistoryArgs),
+    /// Serve the HTTP API (search, documents, history, put/delete) on serve.addr.
+    Serve(commands::serve::ServeArgs),
     /// Outbox health: pending/dead counts, lag, done in the last minute, leases, resume token
     /// age. Exit 0 healthy, 2 unhealthy (status.max_lag / status.max_dead exceeded), 1 error.
     Status(commands::status::StatusArgs),
@@ -75,6 +80,8 @@ fn main() -> ExitCode {
         Command::Embed(args) => commands::embed::run(&cli.global, args),
         Command::Worker(args) => commands::worker::run(&cli.global, args),
         Command::Search(args) => commands::search::run(&cli.global, args),
+        Command::History(args) => commands::history::run(&cli.global, args),
+        Command::Serve(args) => commands::serve::run(&cli.global, args),
         Command::Status(args) => commands::status::run(&cli.global, args),
         Command::Verify(args) => commands::verify::run_verify(&cli.global, args),
         Command::Repair(args) => commands::verify::run_repair(&cli.global, args),

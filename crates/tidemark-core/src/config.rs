@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod serve;
+pub use serve::ServeConfig;
+
 /// Default MongoDB URI: the replica set started by `scripts/services up`.
 pub const DEFAULT_MONGODB_URI: &str = "mongodb://127.0.0.1:27018/?replicaSet=secantus";
 /// Default Chroma URL: the server started by `scripts/services up`.
@@ -48,6 +51,7 @@ pub struct Config {
     pub log: LogConfig,
     pub status: StatusThresholds,
     pub chunking: crate::chunking::ChunkingConfig,
+    pub serve: ServeConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -423,6 +427,7 @@ impl Config {
         if self.log.format != "text" && self.log.format != "json" {
             return Err(invalid("log.format", "must be `text` or `json`"));
         }
+        self.serve.validate()?;
         Ok(())
     }
 }

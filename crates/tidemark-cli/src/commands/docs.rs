@@ -12,7 +12,6 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use tidemark_core::DocumentRecord;
 use tidemark_store::{Consistency, NewDocument, Store, StoreError};
 
 /// Exit status when the write committed but the vector did not become visible in time.
@@ -121,32 +120,13 @@ pub fn run_put(global: &GlobalArgs, args: PutArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The document as plain JSON: ids as hex strings, the timestamp as RFC 3339, metadata as
-/// relaxed extended JSON (plain numbers and strings).
-pub fn document_json(d: &DocumentRecord) -> Value {
-    let mut v = json!({
-        "_id": d.id.to_hex(),
-        "contentId": d.content_id,
-        "type": d.doc_type,
-        "content": d.content,
-        "metadata": bson::Bson::Document(d.metadata.clone()).into_relaxed_extjson(),
-        "timestamp": d.timestamp.try_to_rfc3339_string().unwrap_or_default(),
-        "version": d.version,
-        "contentHash": d.content_hash,
-    });
-    if let Some(vid) = &d.vector_id {
-        v["vectorId"] = json!(vid);
-    }
-    if let Some(iv) = d.indexed_version {
-        v["indexedVersion"] = json!(iv);
-    }
-    v
-}
+pub use tidemark_read::json::document_json;
 
 pub fn run_get(global: &GlobalArgs, args: GetArgs) -> anyhow::Result<ExitCode> {
     common::runtime()?.block_on(async {
-        let store = open_store(global).await?;
-        match store.get(&args.content_id).await? {
+        let cfg = global.load_config()?;
+        let reader = tidemark_read::Reader::new(&cfg, open_store(global).await?);
+        match reader.get(&args.content_id).await? {
             Some(d) => {
                 println!("{}", serde_json::to_string_pretty(&document_json(&d))?);
                 Ok(ExitCode::SUCCESS)

@@ -1,14 +1,12 @@
-//! `tidemark search "text" [-k N]`: embeds the query with the configured model and prints the
-//! nearest documents (contentId, score, first line), so a person can see the vectors mean
-//! something.
+//! `tidemark search "text" [-k N] [--type T] [--where JSON] [--json]`: the read API's search
+//! (tidemark-read): the query embedded with the configured model, the filter passed to Chroma
+//! where it can be and applied to the documents otherwise; prints contentId, score and the
+//! first line of each document (stale vectors marked).
 
 use crate::common::{runtime, GlobalArgs};
 use anyhow::{bail, Context};
-use bson::doc;
-use futures::TryStreamExt;
-use std::collections::HashMap;
 use std::process::ExitCode;
-use tidemark_chroma::{ChromaClient, ChromaOptions};
+use tidemark_read::{Filter, Reader, SearchRequest};
 use tidemark_store::Store;
 
 #[derive(clap::Args, Debug)]
@@ -18,6 +16,12 @@ pub struct SearchArgs {
     /// How many results.
     #[arg(short = 'k', long, default_value_t = 5)]
     pub k: usize,
+    /// Only documents of this type.
+    #[arg(long = "type", short = 't')]
+    pub doc_type: Option<String>,
+    /// A filter on metadata, e.g. '{"lang":"en","year":{"$gte":2020}}' (nested keys `a.b`).
+    #[arg(long = "where", short = 'w')]
+    pub filter: Option<String>,
     /// Print JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -37,67 +41,65 @@ fn first_line(s: &str, max: usize) -> String {
     }
 }
 
+/// The `--where` and `--type` flags as one filter.
+pub fn parse_filter(filter: Option<&str>, doc_type: Option<&str>) -> anyhow::Result<Filter> {
+    let mut f = match filter {
+        Some(text) => {
+            let v: serde_json::Value =
+                serde_json::from_str(text).context("--where is not valid JSON")?;
+            Filter::from_json(&v).context("--where")?
+        }
+        None => Filter::all(),
+    };
+    if let Some(t) = doc_type {
+        f = f.with_type(t);
+    }
+    Ok(f)
+}
+
 pub fn run(global: &GlobalArgs, args: SearchArgs) -> anyhow::Result<ExitCode> {
     let cfg = global.load_config()?;
     if args.k == 0 {
         bail!("-k must be at least 1");
     }
+    let filter = parse_filter(args.filter.as_deref(), args.doc_type.as_deref())?;
     let embedder =
         tidemark_embed::from_config(&cfg.embedder).context("cannot load the embedder")?;
     let rt = runtime()?;
     rt.block_on(async {
-        let chroma = ChromaClient::new(ChromaOptions::from_config(&cfg.chroma))?;
-        let name = tidemark_core::collection_name(&cfg.chroma.namespace, embedder.model_id());
-        let Some(coll) = chroma.get_collection(&name).await? else {
-            bail!(
-                "no Chroma collection `{name}` yet: is the worker running with model `{}`?",
-                embedder.model_id()
-            );
-        };
-        let v = embedder
-            .embed(std::slice::from_ref(&args.text))
-            .await?
-            .pop()
-            .context("the embedder returned no vector")?;
-        let hits = chroma.query(&coll.id, &v, args.k).await?;
-        let ids: Vec<bson::oid::ObjectId> = hits
-            .iter()
-            .filter_map(|h| bson::oid::ObjectId::parse_str(&h.id).ok())
-            .collect();
-        let store = Store::connect(&cfg).await.context("cannot connect to MongoDB")?;
-        let docs: HashMap<String, tidemark_core::DocumentRecord> = store
-            .documents()
-            .find(doc! {"_id": {"$in": ids}})
-            .await?
-            .try_collect::<Vec<_>>()
-            .await?
-            .into_iter()
-            .map(|d| (d.id.to_hex(), d))
-            .collect();
-        for (rank, h) in hits.iter().enumerate() {
-            // Cosine distance: score 1 = same direction.
-            let score = 1.0 - h.distance;
-            let meta_cid = h
-                .metadata
-                .as_ref()
-                .and_then(|m| m.get("contentId"))
-                .and_then(|v| v.as_str())
-                .unwrap_or("?");
-            let (cid, line) = match docs.get(&h.id) {
-                Some(d) => (d.content_id.as_str(), first_line(&d.content, 80)),
-                None => (meta_cid, "(document no longer exists)".to_string()),
-            };
+        let store = Store::connect(&cfg)
+            .await
+            .context("cannot connect to MongoDB")?;
+        let reader = Reader::new(&cfg, store).with_embedder(embedder)?;
+        let req = SearchRequest::text(&args.text, args.k).with_filter(filter);
+        let result = reader.search(&req).await?;
+        for (rank, h) in result.hits.iter().enumerate() {
+            let d = &h.document;
+            let line = first_line(&d.content, 80);
             if args.json {
                 println!(
                     "{}",
-                    serde_json::json!({"rank": rank + 1, "contentId": cid, "score": score, "firstLine": line})
+                    serde_json::json!({
+                        "rank": rank + 1, "contentId": d.content_id, "score": h.score,
+                        "stale": h.stale, "type": d.doc_type, "version": d.version,
+                        "firstLine": line,
+                    })
                 );
             } else {
-                println!("{:>2}. {cid:<30} {score:>6.3}  {line}", rank + 1);
+                let mark = if h.stale { " (stale vector)" } else { "" };
+                println!(
+                    "{:>2}. {:<30} {:>6.3}  {line}{mark}",
+                    rank + 1,
+                    d.content_id,
+                    h.score
+                );
             }
         }
-        if hits.is_empty() {
-            eprintln!("no vectors in `{name}` yet");
+        if result.hits.is_empty() {
+            eprintln!(
+                "no matching documents in `{}` (is the worker running with this model?)",
+                reader.collection_name().unwrap_or("?")
+            );
         }
         anyhow::Ok(ExitCode::SUCCESS)
     })
@@ -105,11 +107,21 @@ pub fn run(global: &GlobalArgs, args: SearchArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::first_line;
+    use super::{first_line, parse_filter};
 
     #[test]
     fn first_non_empty_line_is_shortened() {
         assert_eq!(first_line("\n  hello world \nsecond", 80), "hello world");
         assert_eq!(first_line("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn where_and_type_flags_make_one_filter() {
+        let f = parse_filter(Some(r#"{"lang":"en"}"#), Some("faq")).unwrap();
+        assert_eq!(f.conds.len(), 2);
+        let err = parse_filter(Some("{"), None).unwrap_err();
+        assert!(format!("{err:#}").contains("--where is not valid JSON"));
+        let err = parse_filter(Some(r#"{"n":{"$gt":true}}"#), None).unwrap_err();
+        assert!(format!("{err:#}").contains("filter `n.$gt`"), "{err:#}");
     }
 }
