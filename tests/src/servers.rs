@@ -215,10 +215,12 @@ impl MongoServer {
         format!("{}&appName={app}", self.uri())
     }
 
-    /// The URI without credentials (with the TLS options when TLS is on).
+    /// The URI without credentials (with the TLS options when TLS is on). The heartbeat is
+    /// the driver's minimum, so a NotWritablePrimary answer (the driver then rediscovers the
+    /// primary) costs half a second instead of the default 10 s.
     pub fn uri(&self) -> String {
         let mut uri = format!(
-            "mongodb://127.0.0.1:{}/?replicaSet=secantus&serverSelectionTimeoutMS=5000",
+            "mongodb://127.0.0.1:{}/?replicaSet=secantus&serverSelectionTimeoutMS=5000&heartbeatFrequencyMS=500",
             self.port
         );
         if let Some(t) = &self.opts.tls {

@@ -31,7 +31,7 @@ async fn mongodb_kill_9_during_an_import_with_the_worker_running() {
         .collect();
     std::fs::write(&file, body).unwrap();
     let config = env.config_file(WRITER);
-    let mut import = std::process::Command::new(tidemark_e2e::tidemark_bin())
+    let import = std::process::Command::new(tidemark_e2e::tidemark_bin())
         .arg("--config")
         .arg(&config)
         .args(["import", file.to_str().unwrap(), "--batch", "20"])
