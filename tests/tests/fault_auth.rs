@@ -185,8 +185,8 @@ fn one_line_error(config: &std::path::Path, secret: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_password_and_untrusted_certificate_are_clear_one_line_errors() {
-    let w = auth_world("fa_bad").await;
+async fn wrong_password_is_a_clear_one_line_error() {
+    let w = auth_world("fa_badpw").await;
     let wrong = "Wrong-pw-3a1f";
     let mut bad = w.cfg.clone();
     bad.mongodb.uri = w.server.uri_as("tidemark", wrong);
@@ -197,6 +197,12 @@ async fn wrong_password_and_untrusted_certificate_are_clear_one_line_errors() {
         line.to_lowercase().contains("auth"),
         "does not say authentication failed: {line}"
     );
+    let _ = std::fs::remove_dir_all(&w.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_certificate_is_a_clear_one_line_error() {
+    let w = auth_world("fa_badca").await;
 
     let other = TestCa::new("untrusted");
     let mut bad = w.cfg.clone();
