@@ -136,6 +136,7 @@ async fn main() {
         );
     } else {
         println!("torture: FAILED (seed {}): {}", a.seed, failed.join("; "));
+        drop(w); // stops the servers (exit skips destructors)
         std::process::exit(1);
     }
 }
