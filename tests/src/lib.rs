@@ -3,6 +3,18 @@
 //!
 //! The services come from `scripts/services up`; `MONGODB_URI`, `CHROMA_URL` and
 //! `TIDEMARK_MODEL_DIR` point elsewhere when set.
+//!
+//! Fault injection (issue 19): `failpoint` (MongoDB `failCommand`), `servers` (extra
+//! SecantusDB / Chroma servers of one test: test commands, small oplog, auth, TLS, kill -9 and
+//! restart), `tls` (a test CA), `proxy` (an HTTP fault proxy for Chroma and the embedder),
+//! `procs` (the `tidemark` binary as a child process), `consistency` (Chroma equals MongoDB).
+
+pub mod consistency;
+pub mod failpoint;
+pub mod procs;
+pub mod proxy;
+pub mod servers;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -54,12 +66,19 @@ pub async fn mongo_client() -> mongodb::Client {
         .expect("MongoDB URI parses; is `scripts/services up` running?")
 }
 
-/// Path of the `tidemark` binary built by cargo for this test run.
+/// Path of the `tidemark` binary built by cargo for this test run (`TIDEMARK_BIN` when set).
 pub fn tidemark_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("TIDEMARK_BIN") {
+        return PathBuf::from(p);
+    }
     let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test>-hash -> target/<profile>/tidemark
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    dir.join("tidemark")
+    // target/<profile>/deps/<test>-hash -> target/<profile>/tidemark; a binary of this crate
+    // (target/<profile>/torture) sits beside it.
+    let dir = exe.parent().expect("exe dir");
+    if dir.join("tidemark").exists() {
+        return dir.join("tidemark");
+    }
+    dir.parent().expect("target dir").join("tidemark")
 }
 
 /// Every document, sorted by contentId.
