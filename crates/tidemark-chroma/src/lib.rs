@@ -9,9 +9,11 @@
 //! other 4xx answers (e.g. a dimension mismatch) are [`ChromaError::Permanent`] with the
 //! server's message.
 
+mod catalog;
 mod client;
 mod split;
 
+pub use catalog::{CollectionInfo, FullRecord};
 pub use client::ChromaClient;
 pub use split::{encode_embedding, split_batches};
 

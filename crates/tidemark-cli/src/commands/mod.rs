@@ -7,6 +7,7 @@ pub mod dlq;
 pub mod docs;
 pub mod embed;
 pub mod import;
+pub mod migrate;
 pub mod search;
 pub mod status;
 pub mod verify;
