@@ -21,7 +21,10 @@ async fn kill_at(tm: &Tidemark, mapping: &str, at: u64) -> u64 {
     loop {
         let n = tm.count("documents").await;
         if n >= at {
-            assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed ({n} documents)");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before it could be killed ({n} documents)"
+            );
             child.kill().unwrap();
             child.wait().unwrap();
             return tm.count("documents").await;
@@ -39,21 +42,55 @@ async fn kill_9_mid_run_then_again_equals_one_clean_run() {
     let (path, _) = inventory(&clean, &legacy);
     let mapping = path.to_str().unwrap();
 
-    let (code, r) = clean.cli_json(&["migrate", "run", "--mapping", mapping, "--batch-size", "40", "--json"]);
+    let (code, r) = clean.cli_json(&[
+        "migrate",
+        "run",
+        "--mapping",
+        mapping,
+        "--batch-size",
+        "40",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{r}");
 
     let first = kill_at(&killed, mapping, 600).await;
     let second = kill_at(&killed, mapping, first + 900).await;
-    assert!(second < planted::DOCUMENTS, "killed after the end: {second}");
-    let (code, r) = killed.cli_json(&["migrate", "run", "--mapping", mapping, "--batch-size", "40", "--json"]);
+    assert!(
+        second < planted::DOCUMENTS,
+        "killed after the end: {second}"
+    );
+    let (code, r) = killed.cli_json(&[
+        "migrate",
+        "run",
+        "--mapping",
+        mapping,
+        "--batch-size",
+        "40",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{r}");
-    let resumed = r["collections"].as_array().unwrap().iter().any(|c| c["resumed"] == true);
+    let resumed = r["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["resumed"] == true);
     assert!(resumed, "the last run continues from a checkpoint: {r}");
-    assert_eq!(r["totals"]["created"].as_u64().unwrap() + second, planted::DOCUMENTS, "{r}");
+    assert_eq!(
+        r["totals"]["created"].as_u64().unwrap() + second,
+        planted::DOCUMENTS,
+        "{r}"
+    );
 
     assert_eq!(target_view(&killed).await, target_view(&clean).await);
-    assert_eq!(killed.count("outbox").await, planted::DOCUMENTS, "a record was written twice");
-    assert_eq!(killed.count("migration_documents").await, planted::DOCUMENTS);
+    assert_eq!(
+        killed.count("outbox").await,
+        planted::DOCUMENTS,
+        "a record was written twice"
+    );
+    assert_eq!(
+        killed.count("migration_documents").await,
+        planted::DOCUMENTS
+    );
     assert_eq!(killed.vector_count().await, clean.vector_count().await);
     assert_eq!(killed.vector_count().await, planted::REUSABLE);
     let (code, v) = killed.cli_json(&["migrate", "verify", "--mapping", mapping, "--json"]);

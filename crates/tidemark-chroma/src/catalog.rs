@@ -60,7 +60,10 @@ fn space_of(c: &ListedCollection) -> Option<String> {
     let from_config = c
         .configuration_json
         .as_ref()
-        .and_then(|v| v.pointer("/hnsw/space").or_else(|| v.pointer("/spann/space")))
+        .and_then(|v| {
+            v.pointer("/hnsw/space")
+                .or_else(|| v.pointer("/spann/space"))
+        })
         .and_then(Value::as_str);
     let from_meta = c
         .metadata
@@ -200,7 +203,8 @@ impl ChromaClient {
         limit: usize,
         with_embeddings: bool,
     ) -> Result<Vec<FullRecord>, ChromaError> {
-        let body = json!({"offset": offset, "limit": limit, "include": Self::include(with_embeddings)});
+        let body =
+            json!({"offset": offset, "limit": limit, "include": Self::include(with_embeddings)});
         let got: FullBody = self
             .post_json(&format!("/collections/{collection_id}/get"), &body)
             .await?;

@@ -70,11 +70,18 @@ impl Account {
                 c.migrated,
                 c.merged,
                 c.skipped.values().sum::<u64>(),
-                if skips.is_empty() { "-".into() } else { skips.join(", ") },
+                if skips.is_empty() {
+                    "-".into()
+                } else {
+                    skips.join(", ")
+                },
                 c.unaccounted
             ));
             for u in &c.unaccounted_list {
-                s.push_str(&format!("    id `{}` (_id {}): {}\n", u.id, u.legacy_id, u.reason));
+                s.push_str(&format!(
+                    "    id `{}` (_id {}): {}\n",
+                    u.id, u.legacy_id, u.reason
+                ));
             }
         }
         s.push_str(if self.clean() {
@@ -93,7 +100,10 @@ struct Stored {
     hash: String,
 }
 
-async fn stored_of(target: &Target, ids: &[String]) -> Result<HashMap<String, Stored>, MigrateError> {
+async fn stored_of(
+    target: &Target,
+    ids: &[String],
+) -> Result<HashMap<String, Stored>, MigrateError> {
     let mut out = HashMap::new();
     for chunk in ids.chunks(500) {
         let docs: Vec<Document> = target
@@ -106,10 +116,17 @@ async fn stored_of(target: &Target, ids: &[String]) -> Result<HashMap<String, St
             .try_collect()
             .await?;
         for d in docs {
-            let legacy = d.get_document("metadata").ok().and_then(|m| m.get_document(LEGACY_KEY).ok());
+            let legacy = d
+                .get_document("metadata")
+                .ok()
+                .and_then(|m| m.get_document(LEGACY_KEY).ok());
             let s = Stored {
-                legacy_oid: legacy.and_then(|l| l.get_str("_id").ok()).map(str::to_string),
-                migration: legacy.and_then(|l| l.get_str("migration").ok()).map(str::to_string),
+                legacy_oid: legacy
+                    .and_then(|l| l.get_str("_id").ok())
+                    .map(str::to_string),
+                migration: legacy
+                    .and_then(|l| l.get_str("migration").ok())
+                    .map(str::to_string),
                 hash: d.get_str("contentHash").unwrap_or_default().to_string(),
             };
             out.insert(d.get_str("contentId").unwrap_or_default().to_string(), s);
@@ -118,14 +135,23 @@ async fn stored_of(target: &Target, ids: &[String]) -> Result<HashMap<String, St
     Ok(out)
 }
 
-async fn account_of(scan: &Scan, migration: &str, target: &Target) -> Result<CollectionAccount, MigrateError> {
+async fn account_of(
+    scan: &Scan,
+    migration: &str,
+    target: &Target,
+) -> Result<CollectionAccount, MigrateError> {
     let mut acc = CollectionAccount {
         collection: scan.collection.clone(),
         records: scan.records,
         skipped: scan.skip_counts(),
         ..Default::default()
     };
-    let cids: Vec<String> = scan.dedup.winners.keys().map(|id| content_id(&scan.collection, id)).collect();
+    let cids: Vec<String> = scan
+        .dedup
+        .winners
+        .keys()
+        .map(|id| content_id(&scan.collection, id))
+        .collect();
     let stored = stored_of(target, &cids).await?;
     let mut ok_ids = std::collections::HashSet::new();
     let mut winners: Vec<_> = scan.dedup.winners.values().collect();
@@ -134,11 +160,15 @@ async fn account_of(scan: &Scan, migration: &str, target: &Target) -> Result<Col
         let cid = content_id(&scan.collection, &w.id);
         let problem = match stored.get(&cid) {
             None => Some("not migrated yet".to_string()),
-            Some(s) if s.migration.as_deref() != Some(migration) => {
-                Some(format!("`{cid}` was not written by migration `{migration}`"))
-            }
-            Some(s) if s.legacy_oid.as_deref() != Some(w.oid.to_hex().as_str()) || s.hash != w.hash => {
-                Some(format!("changed since the last run (`{cid}` holds another version)"))
+            Some(s) if s.migration.as_deref() != Some(migration) => Some(format!(
+                "`{cid}` was not written by migration `{migration}`"
+            )),
+            Some(s)
+                if s.legacy_oid.as_deref() != Some(w.oid.to_hex().as_str()) || s.hash != w.hash =>
+            {
+                Some(format!(
+                    "changed since the last run (`{cid}` holds another version)"
+                ))
             }
             Some(_) => None,
         };
@@ -175,7 +205,11 @@ fn unaccounted(acc: &mut CollectionAccount, id: &str, oid: &str, cid: String, re
 }
 
 /// `migrate verify`: accounts for every legacy record of the mapped collections.
-pub async fn verify(mapping: &Mapping, source: &Source, target: &Target) -> Result<Account, MigrateError> {
+pub async fn verify(
+    mapping: &Mapping,
+    source: &Source,
+    target: &Target,
+) -> Result<Account, MigrateError> {
     let scans = check(mapping, source, &target.model, target.store.limits()).await?;
     let mut collections = Vec::new();
     for s in &scans {
@@ -208,21 +242,33 @@ pub async fn status(target: &Target, migration: Option<&str>) -> Result<Status, 
         .checkpoints(migration)
         .await?
         .into_iter()
-        .map(|c| serde_json::json!({
-            "migration": c.migration, "collection": c.collection, "state": c.state,
-            "runId": c.run_id, "lastId": c.last_id.map(|o| o.to_hex()),
-            "updatedAt": c.updated_at.try_to_rfc3339_string().unwrap_or_default(),
-        }))
+        .map(|c| {
+            serde_json::json!({
+                "migration": c.migration, "collection": c.collection, "state": c.state,
+                "runId": c.run_id, "lastId": c.last_id.map(|o| o.to_hex()),
+                "updatedAt": c.updated_at.try_to_rfc3339_string().unwrap_or_default(),
+            })
+        })
         .collect();
     let mut pipeline = vec![doc! {"$group": {"_id": "$migration", "n": {"$sum": 1}}}];
     if let Some(m) = migration {
         pipeline.insert(0, doc! {"$match": {"migration": m}});
     }
-    let rows: Vec<Document> = state.ledger().clone_with_type::<Document>().aggregate(pipeline).await?.try_collect().await?;
+    let rows: Vec<Document> = state
+        .ledger()
+        .clone_with_type::<Document>()
+        .aggregate(pipeline)
+        .await?
+        .try_collect()
+        .await?;
     let documents = rows
         .iter()
         .map(|d| {
-            let n = d.get_i32("n").map(i64::from).or_else(|_| d.get_i64("n")).unwrap_or(0);
+            let n = d
+                .get_i32("n")
+                .map(i64::from)
+                .or_else(|_| d.get_i64("n"))
+                .unwrap_or(0);
             (d.get_str("_id").unwrap_or("?").to_string(), n as u64)
         })
         .collect();

@@ -157,8 +157,7 @@ mod tests {
     fn reasons_are_per_loser() {
         let d = merge(vec![s("a", 1, 100), s("a", 2, 200), s("a", 3, 200)]);
         assert_eq!(d.winners["a"].oid, oid(3));
-        let by: HashMap<ObjectId, WinReason> =
-            d.merged.iter().map(|m| (m.oid, m.reason)).collect();
+        let by: HashMap<ObjectId, WinReason> = d.merged.iter().map(|m| (m.oid, m.reason)).collect();
         assert_eq!(by[&oid(1)], WinReason::NewestTimestamp);
         assert_eq!(by[&oid(2)], WinReason::LatestId);
     }

@@ -117,7 +117,11 @@ pub async fn inventory(source: &Source, limits: &Limits) -> Result<Inventory, Mi
         let mut inv = CollectionInventory {
             collection: name.clone(),
             records: s.records,
-            time_kinds: s.time_kinds.iter().map(|(k, v)| (k.as_str().to_string(), *v)).collect(),
+            time_kinds: s
+                .time_kinds
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), *v))
+                .collect(),
             duplicate_ids: s.dedup.duplicate_ids() as u64,
             duplicate_records: s.dedup.merged.len() as u64,
             skipped: s.skip_counts(),
@@ -130,7 +134,10 @@ pub async fn inventory(source: &Source, limits: &Limits) -> Result<Inventory, Mi
             space: None,
         };
         if let (Some(found), Some(client)) = (&matched.found, &source.chroma) {
-            let info = chroma_infos.iter().find(|c| c.name == found.chroma).expect("listed");
+            let info = chroma_infos
+                .iter()
+                .find(|c| c.name == found.chroma)
+                .expect("listed");
             describe_vectors(&mut inv, client, info, found, &s).await?;
         }
         collections.push(inv);
@@ -141,7 +148,11 @@ pub async fn inventory(source: &Source, limits: &Limits) -> Result<Inventory, Mi
         .collect();
     Ok(Inventory {
         database: source.db.name().to_string(),
-        unmatched_chroma: chroma_names.iter().filter(|n| !used.contains(n.as_str())).cloned().collect(),
+        unmatched_chroma: chroma_names
+            .iter()
+            .filter(|n| !used.contains(n.as_str()))
+            .cloned()
+            .collect(),
         chroma_collections: chroma_names,
         aliases,
         collections,
@@ -149,11 +160,17 @@ pub async fn inventory(source: &Source, limits: &Limits) -> Result<Inventory, Mi
 }
 
 fn meta_str(info: &CollectionInfo, key: &str) -> Option<String> {
-    info.metadata.get(key).and_then(|v| v.as_str()).map(str::to_string)
+    info.metadata
+        .get(key)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
 }
 
 fn meta_usize(info: &CollectionInfo, key: &str) -> Option<usize> {
-    info.metadata.get(key).and_then(|v| v.as_u64()).map(|n| n as usize)
+    info.metadata
+        .get(key)
+        .and_then(|v| v.as_u64())
+        .map(|n| n as usize)
 }
 
 async fn describe_vectors(
@@ -163,15 +180,25 @@ async fn describe_vectors(
     found: &ChromaMatch,
     s: &Scan,
 ) -> Result<(), MigrateError> {
-    let embed = found.alias.as_ref().and_then(|a| a.embed.clone()).unwrap_or_default();
+    let embed = found
+        .alias
+        .as_ref()
+        .and_then(|a| a.embed.clone())
+        .unwrap_or_default();
     let versioned = parse_versioned(&info.name);
     inv.model = embed
         .model
         .or_else(|| meta_str(info, "fn"))
         .or_else(|| versioned.map(|v| v.model));
     let sample = client.get_full_page(&info.id, 0, 1, true).await?;
-    let sampled = sample.first().and_then(|r| r.embedding.as_ref()).map(Vec::len);
-    inv.dimension = sampled.or(embed.dims).or_else(|| meta_usize(info, "dims")).or(info.dimension);
+    let sampled = sample
+        .first()
+        .and_then(|r| r.embedding.as_ref())
+        .map(Vec::len);
+    inv.dimension = sampled
+        .or(embed.dims)
+        .or_else(|| meta_usize(info, "dims"))
+        .or(info.dimension);
     inv.space = info.space.clone();
     inv.coverage = Some(coverage(client, &info.id, s).await?);
     Ok(())
@@ -210,7 +237,12 @@ async fn coverage(client: &ChromaClient, coll: &str, s: &Scan) -> Result<Coverag
         }
     }
     cov.with_vector = seen.len() as u64;
-    let mut missing: Vec<&String> = s.dedup.winners.keys().filter(|k| !seen.contains(*k)).collect();
+    let mut missing: Vec<&String> = s
+        .dedup
+        .winners
+        .keys()
+        .filter(|k| !seen.contains(*k))
+        .collect();
     missing.sort();
     cov.missing = missing.len() as u64;
     for m in missing.into_iter().take(EXAMPLES) {
@@ -238,7 +270,12 @@ impl Inventory {
     }
 
     /// A draft mapping file (TOML, with comments for what a person must decide).
-    pub fn draft(&self, source: &crate::mapping::SourceSection, migration: &str, target: &TargetModel) -> String {
+    pub fn draft(
+        &self,
+        source: &crate::mapping::SourceSection,
+        migration: &str,
+        target: &TargetModel,
+    ) -> String {
         draft_mapping(self, source, migration, target)
     }
 }

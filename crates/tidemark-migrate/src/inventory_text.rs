@@ -23,15 +23,31 @@ fn collection_text(out: &mut String, c: &CollectionInventory) {
         role(&c.roles.time),
         role(&c.roles.metadata)
     );
-    let kinds: Vec<String> = c.time_kinds.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let _ = writeln!(out, "  time types: {}", if kinds.is_empty() { "-".into() } else { kinds.join(", ") });
+    let kinds: Vec<String> = c
+        .time_kinds
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  time types: {}",
+        if kinds.is_empty() {
+            "-".into()
+        } else {
+            kinds.join(", ")
+        }
+    );
     let skips: Vec<String> = c.skipped.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(
         out,
         "  duplicates: {} ids ({} extra records); not migratable: {}",
         c.duplicate_ids,
         c.duplicate_records,
-        if skips.is_empty() { "none".into() } else { skips.join(", ") }
+        if skips.is_empty() {
+            "none".into()
+        } else {
+            skips.join(", ")
+        }
     );
     match &c.chroma {
         Some(m) => {
@@ -73,14 +89,21 @@ pub(super) fn to_text(inv: &Inventory) -> String {
         collection_text(&mut out, c);
     }
     if !inv.unmatched_chroma.is_empty() {
-        let _ = writeln!(out, "Chroma collections no MongoDB collection matched: {}", inv.unmatched_chroma.join(", "));
+        let _ = writeln!(
+            out,
+            "Chroma collections no MongoDB collection matched: {}",
+            inv.unmatched_chroma.join(", ")
+        );
     }
     out
 }
 
 fn draft_vectors(out: &mut String, c: &CollectionInventory, target: &TargetModel) {
     let Some(m) = &c.chroma else {
-        let _ = writeln!(out, "# no legacy Chroma collection matched: the worker embeds every document");
+        let _ = writeln!(
+            out,
+            "# no legacy Chroma collection matched: the worker embeds every document"
+        );
         return;
     };
     let _ = writeln!(out, "chroma_collection = {}", q(&m.chroma));
@@ -89,7 +112,10 @@ fn draft_vectors(out: &mut String, c: &CollectionInventory, target: &TargetModel
             let _ = writeln!(out, "vector_model = {}\nvector_dimension = {dim}", q(model));
             let same = *model == target.model && dim == target.dimension;
             if same {
-                let _ = writeln!(out, "# made by tidemark's own model: vectors whose text matches are copied");
+                let _ = writeln!(
+                    out,
+                    "# made by tidemark's own model: vectors whose text matches are copied"
+                );
             } else {
                 let _ = writeln!(
                     out,
@@ -109,14 +135,21 @@ fn draft_vectors(out: &mut String, c: &CollectionInventory, target: &TargetModel
 fn draft_collection(out: &mut String, c: &CollectionInventory, target: &TargetModel) {
     let m = suggested(&c.collection, &c.roles);
     let _ = writeln!(out, "\n[collections.{}]", q(&c.collection));
-    let _ = writeln!(out, "# {} records; {} duplicate ids", c.records, c.duplicate_ids);
+    let _ = writeln!(
+        out,
+        "# {} records; {} duplicate ids",
+        c.records, c.duplicate_ids
+    );
     for n in c.notes.iter().chain(&c.roles.undecided) {
         let _ = writeln!(out, "# CHECK: {n}");
     }
     let _ = writeln!(out, "type = {}", q(&m.doc_type));
     let _ = writeln!(out, "id_field = {}", q(&m.id_field));
     if m.text_field == UNDECIDED {
-        let _ = writeln!(out, "# CHECK: no text field detected; set it or skip = true");
+        let _ = writeln!(
+            out,
+            "# CHECK: no text field detected; set it or skip = true"
+        );
     }
     let _ = writeln!(out, "text_field = {}", q(&m.text_field));
     match &m.time_field {
@@ -124,7 +157,10 @@ fn draft_collection(out: &mut String, c: &CollectionInventory, target: &TargetMo
             let _ = writeln!(out, "time_field = {}", q(t));
         }
         None => {
-            let _ = writeln!(out, "# no time field: documents get their legacy _id's creation time");
+            let _ = writeln!(
+                out,
+                "# no time field: documents get their legacy _id's creation time"
+            );
         }
     }
     if let Some(md) = &m.metadata_field {
@@ -134,7 +170,12 @@ fn draft_collection(out: &mut String, c: &CollectionInventory, target: &TargetMo
 }
 
 /// The draft mapping of an inventory.
-pub fn draft_mapping(inv: &Inventory, source: &SourceSection, migration: &str, target: &TargetModel) -> String {
+pub fn draft_mapping(
+    inv: &Inventory,
+    source: &SourceSection,
+    migration: &str,
+    target: &TargetModel,
+) -> String {
     let mut out = String::from(
         "# Draft mapping written by `tidemark migrate inventory`. Check every `CHECK` line,\n\
          # replace every \"?\", then `tidemark migrate plan --mapping THIS_FILE`.\n\n[migration]\n",
@@ -231,13 +272,21 @@ mod tests {
 
     #[test]
     fn other_model_is_not_reused_and_undecided_text_is_rejected() {
-        let text = draft_mapping(&inv(roles(), Some("nomic-embed-text")), &source(), "m-1", &target());
+        let text = draft_mapping(
+            &inv(roles(), Some("nomic-embed-text")),
+            &source(),
+            "m-1",
+            &target(),
+        );
         let m = Mapping::parse(&text, "draft").unwrap();
         assert!(!m.collections["Duck_x"].reuse_vectors);
         let mut r = roles();
         r.text = None;
         let text = draft_mapping(&inv(r, None), &source(), "m-1", &target());
-        let e = Mapping::parse(&text, "draft").unwrap().validate(&target()).unwrap_err();
+        let e = Mapping::parse(&text, "draft")
+            .unwrap()
+            .validate(&target())
+            .unwrap_err();
         assert!(e.to_string().contains("text_field"), "{e}");
     }
 
@@ -245,7 +294,13 @@ mod tests {
     fn text_report_names_roles_and_vectors() {
         let t = to_text(&inv(roles(), Some("hash-16")));
         assert!(t.contains("Duck_x (3 records)"), "{t}");
-        assert!(t.contains("id=id text=text time=timestamp metadata=metadata"), "{t}");
-        assert!(t.contains("model hash-16, 16 dimensions, distance l2"), "{t}");
+        assert!(
+            t.contains("id=id text=text time=timestamp metadata=metadata"),
+            "{t}"
+        );
+        assert!(
+            t.contains("model hash-16, 16 dimensions, distance l2"),
+            "{t}"
+        );
     }
 }

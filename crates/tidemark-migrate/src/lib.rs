@@ -88,8 +88,7 @@ impl Target {
     /// From a tidemark configuration (nothing contacted yet besides the driver's lazy connect).
     pub async fn connect(cfg: &Config) -> Result<Target, MigrateError> {
         let store = Store::connect(cfg).await?;
-        let chroma =
-            ChromaClient::new(tidemark_chroma::ChromaOptions::from_config(&cfg.chroma))?;
+        let chroma = ChromaClient::new(tidemark_chroma::ChromaOptions::from_config(&cfg.chroma))?;
         Ok(Target::new(store, chroma, cfg))
     }
 

@@ -201,7 +201,11 @@ fn validate_collection(
     for (key, value) in fields {
         match value {
             Some(UNDECIDED) => {
-                return Err(bad(name, key, "is `?`: the inventory could not decide; set it (or skip = true)"))
+                return Err(bad(
+                    name,
+                    key,
+                    "is `?`: the inventory could not decide; set it (or skip = true)",
+                ))
             }
             Some(v) if v.trim().is_empty() => return Err(bad(name, key, "must be set")),
             _ => {}
@@ -303,7 +307,10 @@ skip = true
     #[test]
     fn undecided_values_are_rejected_naming_collection_and_key() {
         let e = err(&GOOD.replace("text_field = \"title\"", "text_field = \"?\""));
-        assert!(e.contains("duck_kanban") && e.contains("text_field") && e.contains("`?`"), "{e}");
+        assert!(
+            e.contains("duck_kanban") && e.contains("text_field") && e.contains("`?`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -314,8 +321,14 @@ skip = true
 
     #[test]
     fn reuse_needs_the_same_model_and_dimension() {
-        let e = err(&GOOD.replace("vector_model = \"hash-16\"", "vector_model = \"nomic-embed-text\""));
-        assert!(e.contains("nomic-embed-text") && e.contains("hash-16"), "{e}");
+        let e = err(&GOOD.replace(
+            "vector_model = \"hash-16\"",
+            "vector_model = \"nomic-embed-text\"",
+        ));
+        assert!(
+            e.contains("nomic-embed-text") && e.contains("hash-16"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("vector_dimension = 16", "vector_dimension = 768"));
         assert!(e.contains("768") && e.contains("reuse_vectors"), "{e}");
         let e = err(&GOOD.replace("vector_dimension = 16\n", ""));

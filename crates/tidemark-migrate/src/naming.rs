@@ -235,7 +235,9 @@ mod tests {
             target: "agent_messages__v2__hash__hash-16".into(),
             embed: None,
         }];
-        let m = match_collection("duck_agent_messages", &chroma, &aliases).found.unwrap();
+        let m = match_collection("duck_agent_messages", &chroma, &aliases)
+            .found
+            .unwrap();
         assert_eq!(m.rule, MatchRule::Alias);
         assert_eq!(m.chroma, "agent_messages__v2__hash__hash-16");
     }
@@ -248,7 +250,9 @@ mod tests {
             target: "kb__v1__ollama__nomic-embed-text".into(),
             embed: None,
         }];
-        let m = match_collection("duck_kb", &chroma, &aliases).found.unwrap();
+        let m = match_collection("duck_kb", &chroma, &aliases)
+            .found
+            .unwrap();
         assert_eq!(m.rule, MatchRule::Alias);
         let gone = vec![Alias {
             family: "kb".into(),

@@ -59,8 +59,16 @@ impl Plan {
                 c.migrate,
                 c.merge,
                 c.duplicate_ids,
-                if skips.is_empty() { "0".into() } else { skips.join(", ") },
-                if c.reuse_vectors { ", reuse legacy vectors where the text matches" } else { "" }
+                if skips.is_empty() {
+                    "0".into()
+                } else {
+                    skips.join(", ")
+                },
+                if c.reuse_vectors {
+                    ", reuse legacy vectors where the text matches"
+                } else {
+                    ""
+                }
             ));
             for m in &c.merges {
                 let why = match m.reason {

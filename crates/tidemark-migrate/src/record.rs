@@ -158,7 +158,10 @@ pub fn clean_metadata(record: &Document, m: &CollectionMapping) -> Map<String, V
 }
 
 fn is_image(record: &Document, m: &CollectionMapping) -> bool {
-    let meta = m.metadata_field.as_deref().and_then(|f| record.get_document(f).ok());
+    let meta = m
+        .metadata_field
+        .as_deref()
+        .and_then(|f| record.get_document(f).ok());
     meta.and_then(|d| d.get_str("type").ok()) == Some("image")
 }
 
@@ -173,7 +176,9 @@ pub struct Context<'a> {
 /// Turns one legacy record into a candidate document or says why not.
 pub fn normalise(record: &Document, cx: &Context) -> Result<Candidate, Skipped> {
     let m = cx.mapping;
-    let oid = record.get_object_id("_id").unwrap_or_else(|_| ObjectId::from_bytes([0; 12]));
+    let oid = record
+        .get_object_id("_id")
+        .unwrap_or_else(|_| ObjectId::from_bytes([0; 12]));
     let id = id_string(record.get(&m.id_field));
     let skip = |reason, detail: Option<String>| Skipped {
         oid,

@@ -74,7 +74,14 @@ fn raw_chat_shape_flags_dropped_and_fields_kept() {
     let md = c.doc.metadata.as_object().unwrap();
     assert_eq!(md["author_name"], "ann");
     assert_eq!(md["channel_name"], "general");
-    for k in ["embedding_status", "is_embedded", "has_meta_data", "content", "created_at", "id"] {
+    for k in [
+        "embedding_status",
+        "is_embedded",
+        "has_meta_data",
+        "content",
+        "created_at",
+        "id",
+    ] {
         assert!(!md.contains_key(k), "{k} kept: {md:?}");
     }
 }
@@ -100,15 +107,36 @@ fn skip_reasons() {
     let m = mapping("text", Some("timestamp"), Some("metadata"));
     let reason = |d: Document| run(d, &m).unwrap_err().reason;
     assert_eq!(
-        reason(doc! {"_id": ObjectId::new(), "id": "i", "text": "http://img/1.png", "metadata": {"type": "image"}}),
+        reason(
+            doc! {"_id": ObjectId::new(), "id": "i", "text": "http://img/1.png", "metadata": {"type": "image"}}
+        ),
         SkipReason::Image
     );
-    assert_eq!(reason(doc! {"_id": ObjectId::new(), "id": "i", "text": "  "}), SkipReason::EmptyText);
-    assert_eq!(reason(doc! {"_id": ObjectId::new(), "id": "i"}), SkipReason::EmptyText);
-    assert_eq!(reason(doc! {"_id": ObjectId::new(), "id": "i", "text": 5}), SkipReason::EmptyText);
-    assert_eq!(reason(doc! {"_id": ObjectId::new(), "text": "t"}), SkipReason::NoId);
-    assert_eq!(reason(doc! {"_id": ObjectId::new(), "id": "", "text": "t"}), SkipReason::NoId);
-    let bad = run(doc! {"_id": ObjectId::new(), "id": "i", "text": "t", "timestamp": "soon"}, &m).unwrap_err();
+    assert_eq!(
+        reason(doc! {"_id": ObjectId::new(), "id": "i", "text": "  "}),
+        SkipReason::EmptyText
+    );
+    assert_eq!(
+        reason(doc! {"_id": ObjectId::new(), "id": "i"}),
+        SkipReason::EmptyText
+    );
+    assert_eq!(
+        reason(doc! {"_id": ObjectId::new(), "id": "i", "text": 5}),
+        SkipReason::EmptyText
+    );
+    assert_eq!(
+        reason(doc! {"_id": ObjectId::new(), "text": "t"}),
+        SkipReason::NoId
+    );
+    assert_eq!(
+        reason(doc! {"_id": ObjectId::new(), "id": "", "text": "t"}),
+        SkipReason::NoId
+    );
+    let bad = run(
+        doc! {"_id": ObjectId::new(), "id": "i", "text": "t", "timestamp": "soon"},
+        &m,
+    )
+    .unwrap_err();
     assert_eq!(bad.reason, SkipReason::BadTime);
     assert!(bad.detail.unwrap().contains("soon"));
     let long = "x".repeat(600);
@@ -118,7 +146,12 @@ fn skip_reasons() {
     let mut skipped = m.clone();
     skipped.skip = true;
     assert_eq!(
-        run(doc! {"_id": ObjectId::new(), "id": "i", "text": "t"}, &skipped).unwrap_err().reason,
+        run(
+            doc! {"_id": ObjectId::new(), "id": "i", "text": "t"},
+            &skipped
+        )
+        .unwrap_err()
+        .reason,
         SkipReason::CollectionSkipped
     );
 }
@@ -130,8 +163,8 @@ fn metadata_keys_and_values_made_safe() {
     let when = DateTime::from_millis(1_716_570_192_345);
     let c = run(
         doc! {"_id": ObjectId::new(), "id": "i", "text": "t", "metadata": {
-            "a.b": 1, "$weird": 2, "when": when, "ref": oid, "nested": {"x.y": [1, {"k": null}]},
-            "gone": null, "legacy": "own"}},
+        "a.b": 1, "$weird": 2, "when": when, "ref": oid, "nested": {"x.y": [1, {"k": null}]},
+        "gone": null, "legacy": "own"}},
         &m,
     )
     .unwrap();
@@ -153,20 +186,29 @@ fn custom_drop_list_and_no_extra_fields() {
     m.extra_fields = false;
     let c = run(
         doc! {"_id": ObjectId::new(), "id": "i", "text": "t", "top": 1,
-              "metadata": {"secret": 1, "vectorWriteSuccess": true}},
+        "metadata": {"secret": 1, "vectorWriteSuccess": true}},
         &m,
     )
     .unwrap();
     let md = c.doc.metadata.as_object().unwrap();
     assert!(!md.contains_key("secret") && !md.contains_key("top"));
-    assert_eq!(md["vectorWriteSuccess"], true, "only the listed keys are dropped");
+    assert_eq!(
+        md["vectorWriteSuccess"], true,
+        "only the listed keys are dropped"
+    );
 }
 
 #[test]
 fn ids_of_every_type() {
-    assert_eq!(id_string(Some(&Bson::String(" a ".into()))).as_deref(), Some("a"));
+    assert_eq!(
+        id_string(Some(&Bson::String(" a ".into()))).as_deref(),
+        Some("a")
+    );
     assert_eq!(id_string(Some(&Bson::Int32(7))).as_deref(), Some("7"));
-    assert_eq!(id_string(Some(&Bson::Int64(1 << 40))).as_deref(), Some("1099511627776"));
+    assert_eq!(
+        id_string(Some(&Bson::Int64(1 << 40))).as_deref(),
+        Some("1099511627776")
+    );
     assert_eq!(id_string(Some(&Bson::Double(12.0))).as_deref(), Some("12"));
     assert_eq!(id_string(Some(&Bson::Double(1.5))), None);
     assert_eq!(id_string(Some(&Bson::Null)), None);

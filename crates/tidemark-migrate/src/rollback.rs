@@ -127,7 +127,10 @@ impl Rollback<'_> {
             .delete_many(doc! {"documentId": {"$in": ids}})
             .await?;
         self.report.outbox_removed += o.deleted_count;
-        let d = self.documents().delete_many(doc! {"_id": {"$in": ids}}).await?;
+        let d = self
+            .documents()
+            .delete_many(doc! {"_id": {"$in": ids}})
+            .await?;
         self.report.documents_removed += d.deleted_count;
         if let Some(coll) = &self.vectors {
             let vids: Vec<String> = ids.iter().map(tidemark_core::vector_id).collect();
@@ -153,7 +156,9 @@ impl Rollback<'_> {
                 .await?
                 .try_collect()
                 .await?;
-            let Some(last) = rows.last() else { return Ok(()) };
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
             after = Some(last.document_id);
             let done = self.page(&rows).await?;
             ledger.delete_many(doc! {"_id": {"$in": done}}).await?;
@@ -193,7 +198,11 @@ impl Rollback<'_> {
 }
 
 /// Rolls back migration `migration`.
-pub async fn rollback(target: &Target, migration: &str, force: bool) -> Result<RollbackReport, MigrateError> {
+pub async fn rollback(
+    target: &Target,
+    migration: &str,
+    force: bool,
+) -> Result<RollbackReport, MigrateError> {
     let vectors = target
         .chroma
         .get_collection(&target.collection())
@@ -218,6 +227,11 @@ pub async fn rollback(target: &Target, migration: &str, force: bool) -> Result<R
         .state()
         .save_report(KIND_ROLLBACK, &id, migration, &rb.report)
         .await?;
-    tracing::info!(migration, removed = rb.report.documents_removed, refused = rb.report.refused.len(), "migrate rollback finished");
+    tracing::info!(
+        migration,
+        removed = rb.report.documents_removed,
+        refused = rb.report.refused.len(),
+        "migrate rollback finished"
+    );
     Ok(rb.report)
 }

@@ -15,7 +15,9 @@
 use crate::mapping::{CollectionMapping, Mapping};
 use crate::record::{normalise, Candidate, Context};
 use crate::source::{Scan, Source};
-use crate::state::{Checkpoint, LedgerRow, State, KIND_CHECKPOINT, KIND_RUN, STATE_COMPLETE, STATE_RUNNING};
+use crate::state::{
+    Checkpoint, LedgerRow, State, KIND_CHECKPOINT, KIND_RUN, STATE_COMPLETE, STATE_RUNNING,
+};
 use crate::{plan, MigrateError, Progress, Target};
 use bson::{doc, oid::ObjectId, DateTime, Document};
 use futures::TryStreamExt;
@@ -87,7 +89,11 @@ impl RunReport {
             "migration `{}` run {}{} in {:.1}s\n",
             self.migration,
             self.run_id,
-            if self.dry_run { " (dry run: nothing written)" } else { "" },
+            if self.dry_run {
+                " (dry run: nothing written)"
+            } else {
+                ""
+            },
             self.elapsed_secs
         );
         for c in self.collections.iter().chain(std::iter::once(&self.totals)) {
@@ -126,7 +132,9 @@ pub async fn run(
     progress: &dyn Progress,
 ) -> Result<RunReport, MigrateError> {
     if opts.batch_size == 0 {
-        return Err(MigrateError::Invalid("batch size must be at least 1".into()));
+        return Err(MigrateError::Invalid(
+            "batch size must be at least 1".into(),
+        ));
     }
     let started = DateTime::now();
     let clock = std::time::Instant::now();
@@ -196,7 +204,11 @@ impl<'a> Pass<'a> {
         opts: &'a RunOptions,
         run_id: &'a str,
     ) -> Result<Pass<'a>, MigrateError> {
-        let legacy_vectors = match (m.reuse_vectors && !m.skip, &source.chroma, &m.chroma_collection) {
+        let legacy_vectors = match (
+            m.reuse_vectors && !m.skip,
+            &source.chroma,
+            &m.chroma_collection,
+        ) {
             (true, Some(c), Some(name)) => c.get_collection(name).await?.map(|c| c.id),
             _ => None,
         };
@@ -242,9 +254,13 @@ impl<'a> Pass<'a> {
             return Ok(None);
         }
         let cp = self.state.checkpoint(self.migration, self.name).await?;
-        let from = cp.filter(|c| c.state == STATE_RUNNING).and_then(|c| c.last_id);
+        let from = cp
+            .filter(|c| c.state == STATE_RUNNING)
+            .and_then(|c| c.last_id);
         self.report.resumed = from.is_some();
-        self.state.save_checkpoint(&self.checkpoint(from, STATE_RUNNING)).await?;
+        self.state
+            .save_checkpoint(&self.checkpoint(from, STATE_RUNNING))
+            .await?;
         Ok(from)
     }
 
@@ -286,13 +302,18 @@ impl<'a> Pass<'a> {
         progress.inc(batch.len() as u64);
         self.flush(batch, last).await?;
         if !self.opts.dry_run {
-            self.state.save_checkpoint(&self.checkpoint(last, STATE_COMPLETE)).await?;
+            self.state
+                .save_checkpoint(&self.checkpoint(last, STATE_COMPLETE))
+                .await?;
         }
         Ok(())
     }
 
     /// The stored documents of the batch's contentIds.
-    async fn stored(&self, batch: &[Candidate]) -> Result<HashMap<String, DocumentRecord>, MigrateError> {
+    async fn stored(
+        &self,
+        batch: &[Candidate],
+    ) -> Result<HashMap<String, DocumentRecord>, MigrateError> {
         let ids: Vec<&str> = batch.iter().map(|c| c.doc.content_id.as_str()).collect();
         let docs: Vec<DocumentRecord> = self
             .target
@@ -302,10 +323,17 @@ impl<'a> Pass<'a> {
             .await?
             .try_collect()
             .await?;
-        Ok(docs.into_iter().map(|d| (d.content_id.clone(), d)).collect())
+        Ok(docs
+            .into_iter()
+            .map(|d| (d.content_id.clone(), d))
+            .collect())
     }
 
-    async fn flush(&mut self, batch: Vec<Candidate>, last: Option<ObjectId>) -> Result<(), MigrateError> {
+    async fn flush(
+        &mut self,
+        batch: Vec<Candidate>,
+        last: Option<ObjectId>,
+    ) -> Result<(), MigrateError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -346,15 +374,21 @@ impl<'a> Pass<'a> {
                 (c, d)
             })
             .collect();
-        self.state.record_written(written.iter().map(|(_, d)| self.row(d)).collect()).await?;
+        self.state
+            .record_written(written.iter().map(|(_, d)| self.row(d)).collect())
+            .await?;
         let ours: Vec<&(Candidate, DocumentRecord)> =
             current.iter().filter(|(_, d)| self.is_ours(d)).collect();
-        self.state.ensure_rows(ours.iter().map(|(_, d)| self.row(d)).collect()).await?;
+        self.state
+            .ensure_rows(ours.iter().map(|(_, d)| self.row(d)).collect())
+            .await?;
         let reused = self.copy_vectors(&written).await?;
         self.report.vectors_reused += reused;
         self.report.vectors_to_embed += written.len() as u64 - reused;
         self.repair_vectors(&ours).await?;
-        self.state.save_checkpoint(&self.checkpoint(last, STATE_RUNNING)).await?;
+        self.state
+            .save_checkpoint(&self.checkpoint(last, STATE_RUNNING))
+            .await?;
         Ok(())
     }
 

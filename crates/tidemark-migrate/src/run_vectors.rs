@@ -36,7 +36,9 @@ impl Pass<'_> {
         if self.legacy_vectors.is_none() {
             return Ok(0);
         }
-        let legacy = self.legacy(batch.iter().map(|c| c.id.clone()).collect()).await?;
+        let legacy = self
+            .legacy(batch.iter().map(|c| c.id.clone()).collect())
+            .await?;
         Ok(batch
             .iter()
             .filter(|c| self.fits(legacy.get(&c.id), &c.doc.content).is_some())
@@ -64,7 +66,9 @@ impl Pass<'_> {
         if self.legacy_vectors.is_none() || written.is_empty() {
             return Ok(0);
         }
-        let legacy = self.legacy(written.iter().map(|(c, _)| c.id.clone()).collect()).await?;
+        let legacy = self
+            .legacy(written.iter().map(|(c, _)| c.id.clone()).collect())
+            .await?;
         let model = self.target.model.model.clone();
         let records: Vec<VectorRecord> = written
             .iter()

@@ -200,7 +200,11 @@ impl Scan {
         }
         for (f, s) in &self.seen {
             if s.present == 0 {
-                out.push(problem(f, "occurs in no record".into(), s.first_absent.clone()));
+                out.push(problem(
+                    f,
+                    "occurs in no record".into(),
+                    s.first_absent.clone(),
+                ));
             }
         }
         if self.text_not_string * 2 > self.records {

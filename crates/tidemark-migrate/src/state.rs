@@ -100,7 +100,10 @@ impl State {
         Ok(())
     }
 
-    pub async fn checkpoints(&self, migration: Option<&str>) -> Result<Vec<Checkpoint>, MigrateError> {
+    pub async fn checkpoints(
+        &self,
+        migration: Option<&str>,
+    ) -> Result<Vec<Checkpoint>, MigrateError> {
         let mut filter = doc! {"kind": KIND_CHECKPOINT};
         if let Some(m) = migration {
             filter.insert("migration", m);
@@ -170,7 +173,9 @@ impl State {
             return Ok(());
         }
         let ids: Vec<ObjectId> = rows.iter().map(|r| r.document_id).collect();
-        self.ledger().delete_many(doc! {"_id": {"$in": &ids}}).await?;
+        self.ledger()
+            .delete_many(doc! {"_id": {"$in": &ids}})
+            .await?;
         self.ledger().insert_many(rows).await?;
         Ok(())
     }
@@ -185,7 +190,9 @@ impl State {
         let have: HashSet<ObjectId> = self
             .ledger()
             .find(doc! {"_id": {"$in": &ids}})
-            .projection(doc! {"_id": 1, "migration": 1, "contentId": 1, "version": 1, "collection": 1})
+            .projection(
+                doc! {"_id": 1, "migration": 1, "contentId": 1, "version": 1, "collection": 1},
+            )
             .await?
             .try_collect::<Vec<LedgerRow>>()
             .await?

@@ -67,7 +67,10 @@ pub fn parse_time_str(s: &str) -> Option<(DateTime, TimeKind)> {
     if s.is_empty() {
         return None;
     }
-    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') && !s.contains("--") {
+    if s.bytes()
+        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+        && !s.contains("--")
+    {
         if let Ok(n) = s.parse::<f64>() {
             if s.len() >= 9 {
                 return from_epoch(n).map(|d| (d, TimeKind::EpochString));
@@ -85,7 +88,11 @@ pub fn parse_time_str(s: &str) -> Option<(DateTime, TimeKind)> {
     if let Ok(d) = chrono::DateTime::parse_from_rfc3339(t) {
         return Some((DateTime::from_millis(d.timestamp_millis()), kind));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%:z"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f%:z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%dT%H:%M%:z",
+    ] {
         if let Ok(d) = chrono::DateTime::parse_from_str(t, fmt) {
             return Some((DateTime::from_millis(d.timestamp_millis()), kind));
         }
@@ -124,7 +131,10 @@ pub fn parse_time(v: Option<&Bson>) -> Result<Option<(DateTime, TimeKind)>, Stri
         ))),
         Some(Bson::String(s)) => match parse_time_str(s) {
             Some(p) => Ok(Some(p)),
-            None => bad(format!("string {:?}", s.chars().take(40).collect::<String>())),
+            None => bad(format!(
+                "string {:?}",
+                s.chars().take(40).collect::<String>()
+            )),
         },
         Some(other) => bad(format!("a value of BSON type {:?}", other.element_type())),
     }
@@ -144,7 +154,9 @@ mod tests {
     fn python_str_datetime_with_micros_and_offset() {
         assert_eq!(ms("2024-05-24 17:03:12.345000+00:00"), T);
         assert_eq!(
-            parse_time_str("2024-05-24 17:03:12.345000+00:00").unwrap().1,
+            parse_time_str("2024-05-24 17:03:12.345000+00:00")
+                .unwrap()
+                .1,
             TimeKind::PythonStr
         );
         assert_eq!(ms("2024-05-24 19:03:12.345000+02:00"), T);
@@ -183,10 +195,7 @@ mod tests {
         assert_eq!(p(Bson::Int64(T)).1, TimeKind::EpochNumber);
         assert_eq!(p(Bson::Double(T as f64)).0.timestamp_millis(), T);
         assert_eq!(p(Bson::Double(1_716_570_192.345)).0.timestamp_millis(), T);
-        assert_eq!(
-            p(Bson::Int32(1_716_570_192)).0.timestamp_millis(),
-            T - 345
-        );
+        assert_eq!(p(Bson::Int32(1_716_570_192)).0.timestamp_millis(), T - 345);
         assert_eq!(ms("1716570192345"), T);
         assert_eq!(
             parse_time_str("1716570192345").unwrap().1,

@@ -56,7 +56,8 @@ pub mod planted {
     /// Documents a complete migration writes (one per id, skips left out).
     pub const DOCUMENTS: u64 =
         TRANSCRIPTS + AGENT + DISCORD + SESSIONS_UPPER + SESSIONS_LOWER + RAW_CHAT + CARDS;
-    pub const RECORDS: u64 = DOCUMENTS + TRANSCRIPT_DUPS + IMAGES + NO_ID + AGENT_DUPS + AGENT_EMPTY;
+    pub const RECORDS: u64 =
+        DOCUMENTS + TRANSCRIPT_DUPS + IMAGES + NO_ID + AGENT_DUPS + AGENT_EMPTY;
 }
 
 pub const AGENT_CHROMA: &str = "agent_messages__v2__hash__hash-16";
@@ -72,19 +73,26 @@ fn time_of(i: u64) -> Bson {
         0 => Bson::Int64(ms),
         1 => Bson::DateTime(d),
         2 => Bson::String(iso),
-        _ => Bson::String(format!("{}000+00:00", iso.replace('T', " ").trim_end_matches('Z'))),
+        _ => Bson::String(format!(
+            "{}000+00:00",
+            iso.replace('T', " ").trim_end_matches('Z')
+        )),
     }
 }
 
 fn python_time(i: u64) -> String {
-    let iso = DateTime::from_millis(T0 + i as i64 * 1000).try_to_rfc3339_string().unwrap();
+    let iso = DateTime::from_millis(T0 + i as i64 * 1000)
+        .try_to_rfc3339_string()
+        .unwrap();
     // 2024-05-24T17:03:12.345Z -> 2024-05-24 17:03:12.345000+00:00
     format!("{}000+00:00", iso.replace('T', " ").trim_end_matches('Z'))
 }
 
 /// A small deterministic "nomic" vector.
 fn nomic(i: u64) -> Vec<f32> {
-    (0..NOMIC_DIM).map(|k| ((i as usize + k) % 7) as f32 * 0.5).collect()
+    (0..NOMIC_DIM)
+        .map(|k| ((i as usize + k) % 7) as f32 * 0.5)
+        .collect()
 }
 
 fn meta(v: Value) -> Option<Metadata> {
@@ -107,8 +115,16 @@ impl Legacy {
         let mut opts = ChromaOptions::new(&chroma_url());
         opts.database = chroma_db.clone();
         let chroma = ChromaClient::new(opts).unwrap();
-        chroma.create_database(&chroma_db).await.expect("create chroma database");
-        let l = Legacy { db_name, db, chroma, chroma_db };
+        chroma
+            .create_database(&chroma_db)
+            .await
+            .expect("create chroma database");
+        let l = Legacy {
+            db_name,
+            db,
+            chroma,
+            chroma_db,
+        };
         l.transcripts().await;
         l.agent_messages().await;
         l.discord().await;
@@ -119,7 +135,11 @@ impl Legacy {
     }
 
     async fn insert(&self, coll: &str, docs: Vec<Document>) {
-        self.db.collection::<Document>(coll).insert_many(docs).await.expect("insert legacy records");
+        self.db
+            .collection::<Document>(coll)
+            .insert_many(docs)
+            .await
+            .expect("insert legacy records");
     }
 
     async fn vectors(&self, name: &str, coll_meta: Value, records: Vec<FullRecord>) {
@@ -128,7 +148,10 @@ impl Legacy {
             .create_collection_with(name, "l2", &meta(coll_meta).unwrap_or_default())
             .await
             .expect("create legacy chroma collection");
-        self.chroma.add_with_documents(&c.id, &records).await.expect("add legacy vectors");
+        self.chroma
+            .add_with_documents(&c.id, &records)
+            .await
+            .expect("add legacy vectors");
     }
 
     async fn transcripts(&self) {
@@ -155,16 +178,28 @@ impl Legacy {
         self.insert("duck_transcripts", docs).await;
         let mut records = Vec::new();
         for i in 0..planted::TRANSCRIPTS - planted::TRANSCRIPT_MISSING {
-            let mut document = if i < planted::TRANSCRIPT_DUPS { format!("{} (again)", text(i)) } else { text(i) };
+            let mut document = if i < planted::TRANSCRIPT_DUPS {
+                format!("{} (again)", text(i))
+            } else {
+                text(i)
+            };
             if i == 100 || i == 101 {
                 document = format!("an older text of transcript {i}");
             }
-            records.push(FullRecord { id: format!("t-{i}"), document: Some(document), embedding: Some(nomic(i)),
-                metadata: meta(json!({"timestamp": T0, "speaker": "s"})) });
+            records.push(FullRecord {
+                id: format!("t-{i}"),
+                document: Some(document),
+                embedding: Some(nomic(i)),
+                metadata: meta(json!({"timestamp": T0, "speaker": "s"})),
+            });
         }
         for i in 0..planted::TRANSCRIPT_ORPHANS {
-            records.push(FullRecord { id: format!("t-gone-{i}"), document: Some("deleted on one side".into()),
-                embedding: Some(nomic(i)), metadata: None });
+            records.push(FullRecord {
+                id: format!("t-gone-{i}"),
+                document: Some("deleted on one side".into()),
+                embedding: Some(nomic(i)),
+                metadata: None,
+            });
         }
         let m = json!({"family": "duck_transcripts", "version": "v1", "driver": "ollama", "fn": "nomic-embed-text", "dims": 768});
         self.vectors("duck_transcripts", m, records).await;
@@ -174,7 +209,11 @@ impl Legacy {
         let text = |i: u64| format!("agent message {i} about the kanban board");
         let mut docs = Vec::new();
         for i in 0..planted::AGENT {
-            let created = if i % 2 == 0 { Bson::Int64(T0 + i as i64) } else { Bson::DateTime(DateTime::from_millis(T0 + i as i64)) };
+            let created = if i % 2 == 0 {
+                Bson::Int64(T0 + i as i64)
+            } else {
+                Bson::DateTime(DateTime::from_millis(T0 + i as i64))
+            };
             docs.push(doc! {"_id": ObjectId::new(), "id": format!("am-{i}"), "content": text(i), "createdAt": created,
                 "metadata": {"agent": "duck", "vectorWriteSuccess": true}});
         }
@@ -187,18 +226,35 @@ impl Legacy {
             docs.push(doc! {"_id": ObjectId::new(), "id": format!("am-e-{i}"), "content": "", "createdAt": T0, "metadata": {}});
         }
         self.insert("duck_agent_messages", docs).await;
-        self.db.collection::<Document>("collection_aliases").insert_one(doc! {
+        self.db
+            .collection::<Document>("collection_aliases")
+            .insert_one(doc! {
             "_id": "duck_agent_messages", "target": AGENT_CHROMA,
-            "embed": {"driver": "hash", "fn": "hash-16", "dims": 16, "version": "v2"}}).await.unwrap();
+            "embed": {"driver": "hash", "fn": "hash-16", "dims": 16, "version": "v2"}})
+            .await
+            .unwrap();
         let e = HashEmbedder::new(DIM);
         let mut records = Vec::new();
         for i in 0..planted::AGENT - planted::AGENT_MISSING {
-            let document = if i == 5 { "agent message 5, as it read before an edit".to_string() } else { text(i) };
-            records.push(FullRecord { id: format!("am-{i}"), embedding: Some(e.embed_one(&document)), document: Some(document),
-                metadata: meta(json!({"createdAt": T0 + i as i64})) });
+            let document = if i == 5 {
+                "agent message 5, as it read before an edit".to_string()
+            } else {
+                text(i)
+            };
+            records.push(FullRecord {
+                id: format!("am-{i}"),
+                embedding: Some(e.embed_one(&document)),
+                document: Some(document),
+                metadata: meta(json!({"createdAt": T0 + i as i64})),
+            });
         }
         for i in 0..planted::AGENT_ORPHANS {
-            records.push(FullRecord { id: format!("am-gone-{i}"), document: Some("gone".into()), embedding: Some(e.embed_one("gone")), metadata: None });
+            records.push(FullRecord {
+                id: format!("am-gone-{i}"),
+                document: Some("gone".into()),
+                embedding: Some(e.embed_one("gone")),
+                metadata: None,
+            });
         }
         let m = json!({"family": "agent_messages", "version": "v2", "driver": "hash", "fn": "hash-16", "dims": 16});
         self.vectors(AGENT_CHROMA, m, records).await;
@@ -211,13 +267,27 @@ impl Legacy {
             .collect();
         self.insert("duck_duck_discord_messages", docs).await;
         let records = (0..planted::DISCORD_VECTORS)
-            .map(|i| FullRecord { id: format!("dd-{i}"), document: Some(format!("discord line {i}")), embedding: Some(nomic(i)), metadata: None })
+            .map(|i| FullRecord {
+                id: format!("dd-{i}"),
+                document: Some(format!("discord line {i}")),
+                embedding: Some(nomic(i)),
+                metadata: None,
+            })
             .collect();
-        self.vectors("duck_discord_messages", json!({"fn": "nomic-embed-text", "dims": 768}), records).await;
+        self.vectors(
+            "duck_discord_messages",
+            json!({"fn": "nomic-embed-text", "dims": 768}),
+            records,
+        )
+        .await;
     }
 
     async fn sessions(&self) {
-        let iso = |i: u64| DateTime::from_millis(T0 + i as i64).try_to_rfc3339_string().unwrap();
+        let iso = |i: u64| {
+            DateTime::from_millis(T0 + i as i64)
+                .try_to_rfc3339_string()
+                .unwrap()
+        };
         let upper = (0..planted::SESSIONS_UPPER)
             .map(|i| doc! {"_id": ObjectId::new(), "id": format!("ss-{i}"), "text": format!("Session {i} state"), "updatedAt": iso(i), "metadata": {}})
             .collect();
@@ -230,11 +300,21 @@ impl Legacy {
         let records = (0..planted::SESSIONS_LOWER)
             .map(|i| {
                 let t = format!("session {i} state");
-                FullRecord { id: format!("ls-{i}"), embedding: Some(e.embed_one(&t)), document: Some(t), metadata: None }
+                FullRecord {
+                    id: format!("ls-{i}"),
+                    embedding: Some(e.embed_one(&t)),
+                    document: Some(t),
+                    metadata: None,
+                }
             })
             .collect();
         // 16 dimensions like tidemark's embedder, but another model: never reusable.
-        self.vectors("duck_sessionStore", json!({"fn": "text-embedding-3-small", "dims": 16}), records).await;
+        self.vectors(
+            "duck_sessionStore",
+            json!({"fn": "text-embedding-3-small", "dims": 16}),
+            records,
+        )
+        .await;
     }
 
     async fn raw_chat(&self) {
@@ -263,7 +343,11 @@ impl Legacy {
             h.update(serde_json::to_vec(&c.metadata).unwrap());
             let mut all = Vec::new();
             loop {
-                let page = self.chroma.get_full_page(&c.id, all.len(), 500, true).await.unwrap();
+                let page = self
+                    .chroma
+                    .get_full_page(&c.id, all.len(), 500, true)
+                    .await
+                    .unwrap();
                 let n = page.len();
                 all.extend(page);
                 if n < 500 {
@@ -272,7 +356,10 @@ impl Legacy {
             }
             all.sort_by(|a, b| a.id.cmp(&b.id));
             for r in &all {
-                h.update(format!("{}|{:?}|{:?}|{:?}", r.id, r.document, r.metadata, r.embedding));
+                h.update(format!(
+                    "{}|{:?}|{:?}|{:?}",
+                    r.id, r.document, r.metadata, r.embedding
+                ));
             }
             out.insert(format!("chroma:{}:{}", c.name, all.len()), hex(h));
         }
@@ -295,7 +382,15 @@ pub async fn mongo_digest(db: &mongodb::Database) -> BTreeMap<String, String> {
     let mut names = db.list_collection_names().await.unwrap();
     names.sort();
     for n in names {
-        let docs: Vec<Document> = db.collection::<Document>(&n).find(doc! {}).sort(doc! {"_id": 1}).await.unwrap().try_collect().await.unwrap();
+        let docs: Vec<Document> = db
+            .collection::<Document>(&n)
+            .find(doc! {})
+            .sort(doc! {"_id": 1})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
         let mut h = Sha256::new();
         for d in &docs {
             h.update(bson::to_vec(d).unwrap());
@@ -350,8 +445,17 @@ impl Tidemark {
         let chroma = ChromaClient::new(ChromaOptions::from_config(&cfg.chroma)).unwrap();
         let config_path = std::env::temp_dir().join(format!("{}.toml", cfg.mongodb.database));
         std::fs::write(&config_path, toml::to_string(&cfg).unwrap()).unwrap();
-        let embedder = Arc::new(CountingEmbedder { inner: HashEmbedder::new(DIM), texts: AtomicU64::new(0) });
-        Tidemark { cfg, store, chroma, config_path, embedder }
+        let embedder = Arc::new(CountingEmbedder {
+            inner: HashEmbedder::new(DIM),
+            texts: AtomicU64::new(0),
+        });
+        Tidemark {
+            cfg,
+            store,
+            chroma,
+            config_path,
+            embedder,
+        }
     }
 
     pub fn collection(&self) -> String {
@@ -361,40 +465,70 @@ impl Tidemark {
     /// Runs a worker until nothing is due.
     pub async fn drain(&self) -> tidemark_worker::BatchReport {
         let registry = prometheus::Registry::new();
-        let w = tidemark_worker::Worker::new(self.cfg.clone(), self.store.clone(), self.chroma.clone(), self.embedder.clone(), &registry).unwrap();
+        let w = tidemark_worker::Worker::new(
+            self.cfg.clone(),
+            self.store.clone(),
+            self.chroma.clone(),
+            self.embedder.clone(),
+            &registry,
+        )
+        .unwrap();
         w.init().await.unwrap();
         w.drain().await.unwrap()
     }
 
     pub async fn vector_count(&self) -> u64 {
-        match self.chroma.get_collection(&self.collection()).await.unwrap() {
+        match self
+            .chroma
+            .get_collection(&self.collection())
+            .await
+            .unwrap()
+        {
             Some(c) => self.chroma.count(&c.id).await.unwrap(),
             None => 0,
         }
     }
 
     pub async fn count(&self, coll: &str) -> u64 {
-        self.store.database().collection::<Document>(coll).count_documents(doc! {}).await.unwrap()
+        self.store
+            .database()
+            .collection::<Document>(coll)
+            .count_documents(doc! {})
+            .await
+            .unwrap()
     }
 
     /// Runs the binary with this test's configuration; (exit code, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let out = self.command(args).output().unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     pub fn command(&self, args: &[&str]) -> std::process::Command {
         let bin = tidemark_bin();
-        assert!(bin.exists(), "{} is missing: run `cargo build -p tidemark-cli` first", bin.display());
+        assert!(
+            bin.exists(),
+            "{} is missing: run `cargo build -p tidemark-cli` first",
+            bin.display()
+        );
         let mut c = std::process::Command::new(bin);
-        c.arg("-c").arg(&self.config_path).args(args).env_remove("TIDEMARK_CONFIG").env("RUST_LOG", "warn");
+        c.arg("-c")
+            .arg(&self.config_path)
+            .args(args)
+            .env_remove("TIDEMARK_CONFIG")
+            .env("RUST_LOG", "warn");
         c
     }
 
     /// `cli` with `--json`, parsed; panics with the output when it is not JSON.
     pub fn cli_json(&self, args: &[&str]) -> (i32, Value) {
         let (code, out, err) = self.cli(args);
-        let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}\nstderr: {err}"));
+        let v = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}\nstderr: {err}"));
         (code, v)
     }
 
@@ -412,8 +546,21 @@ pub fn inventory(tm: &Tidemark, legacy: &Legacy) -> (PathBuf, Value) {
     let uri = mongodb_uri();
     let url = chroma_url();
     let (code, v) = tm.cli_json(&[
-        "migrate", "inventory", "--source-uri", &uri, "--source-db", &legacy.db_name, "--chroma-url", &url,
-        "--chroma-database", &legacy.chroma_db, "--migration-id", "m1", "--json", "--write-mapping", path.to_str().unwrap(),
+        "migrate",
+        "inventory",
+        "--source-uri",
+        &uri,
+        "--source-db",
+        &legacy.db_name,
+        "--chroma-url",
+        &url,
+        "--chroma-database",
+        &legacy.chroma_db,
+        "--migration-id",
+        "m1",
+        "--json",
+        "--write-mapping",
+        path.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "inventory: {v}");
     (path, v)
@@ -421,7 +568,12 @@ pub fn inventory(tm: &Tidemark, legacy: &Legacy) -> (PathBuf, Value) {
 
 /// The inventory entry of one collection.
 pub fn entry<'a>(inv: &'a Value, name: &str) -> &'a Value {
-    inv["collections"].as_array().unwrap().iter().find(|c| c["collection"] == name).unwrap_or_else(|| panic!("no {name} in {inv}"))
+    inv["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["collection"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {inv}"))
 }
 
 /// A digest of tidemark's documents independent of ObjectIds and wall-clock fields.
@@ -430,7 +582,15 @@ pub async fn target_view(tm: &Tidemark) -> Vec<String> {
     docs.iter()
         .map(|d| {
             let m = &d.metadata;
-            format!("{}|{}|{}|{}|{}|{}|{m}", d.content_id, d.doc_type, d.content_hash, d.version, d.timestamp.timestamp_millis(), d.content)
+            format!(
+                "{}|{}|{}|{}|{}|{}|{m}",
+                d.content_id,
+                d.doc_type,
+                d.content_hash,
+                d.version,
+                d.timestamp.timestamp_millis(),
+                d.content
+            )
         })
         .collect()
 }

@@ -137,7 +137,11 @@ pub fn run(global: &GlobalArgs, args: MigrateArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+fn print<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(value)?);
     } else {
@@ -153,7 +157,9 @@ fn load_mapping(path: &Path) -> anyhow::Result<Mapping> {
 }
 
 async fn target(cfg: &Config) -> anyhow::Result<Target> {
-    Target::connect(cfg).await.context("cannot connect to the tidemark side")
+    Target::connect(cfg)
+        .await
+        .context("cannot connect to the tidemark side")
 }
 
 async fn inventory(cfg: &Config, a: InventoryArgs) -> anyhow::Result<ExitCode> {
@@ -171,19 +177,24 @@ async fn inventory(cfg: &Config, a: InventoryArgs) -> anyhow::Result<ExitCode> {
     let inv = inv?;
     print(a.json, &inv, || inv.to_text())?;
     if let Some(path) = a.write_mapping {
-        let id = a.migration_id.unwrap_or_else(|| {
-            format!("dual-store-{}", chrono_date())
-        });
+        let id = a
+            .migration_id
+            .unwrap_or_else(|| format!("dual-store-{}", chrono_date()));
         let t = tidemark_migrate::target_model(cfg);
         std::fs::write(&path, inv.draft(&section, &id, &t))
             .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("draft mapping written to {} (check the CHECK lines and every \"?\")", path.display());
+        eprintln!(
+            "draft mapping written to {} (check the CHECK lines and every \"?\")",
+            path.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn chrono_date() -> String {
-    let now = bson::DateTime::now().try_to_rfc3339_string().unwrap_or_default();
+    let now = bson::DateTime::now()
+        .try_to_rfc3339_string()
+        .unwrap_or_default();
     now.get(..10).unwrap_or("1").replace('-', "")
 }
 
@@ -208,7 +219,9 @@ async fn run_migration(cfg: &Config, a: RunArgs) -> anyhow::Result<ExitCode> {
         batch_size: a.batch_size,
     };
     let bar = progress_bar(Some(0), "migrate");
-    let report = tidemark_migrate::run::run(&mapping, &source, &target, &opts, &BarProgress(bar.clone())).await;
+    let report =
+        tidemark_migrate::run::run(&mapping, &source, &target, &opts, &BarProgress(bar.clone()))
+            .await;
     bar.finish_and_clear();
     let report = report?;
     if let Some(path) = &a.report {
@@ -251,7 +264,11 @@ async fn verify(cfg: &Config, a: MappingArgs) -> anyhow::Result<ExitCode> {
     let target = target(cfg).await?;
     let account = tidemark_migrate::account::verify(&mapping, &source, &target).await?;
     print(a.json, &account, || account.to_text())?;
-    Ok(if account.clean() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if account.clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 async fn rollback(cfg: &Config, a: RollbackArgs) -> anyhow::Result<ExitCode> {
