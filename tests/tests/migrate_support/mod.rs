@@ -340,7 +340,9 @@ impl Legacy {
         let mut out = mongo_digest(&self.db).await;
         for c in self.chroma.list_collections().await.unwrap() {
             let mut h = Sha256::new();
-            h.update(serde_json::to_vec(&c.metadata).unwrap());
+            let cm: BTreeMap<&String, String> =
+                c.metadata.iter().map(|(k, v)| (k, v.to_string())).collect();
+            h.update(format!("{cm:?}"));
             let mut all = Vec::new();
             loop {
                 let page = self
@@ -356,9 +358,17 @@ impl Legacy {
             }
             all.sort_by(|a, b| a.id.cmp(&b.id));
             for r in &all {
+                // Canonical metadata: Chroma returns keys in storage order, and no metadata
+                // as null or {} depending on whether the record was compacted yet.
+                let meta: BTreeMap<&String, String> = r
+                    .metadata
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k, v.to_string()))
+                    .collect();
                 h.update(format!(
-                    "{}|{:?}|{:?}|{:?}",
-                    r.id, r.document, r.metadata, r.embedding
+                    "{}|{:?}|{meta:?}|{:?}",
+                    r.id, r.document, r.embedding
                 ));
             }
             out.insert(format!("chroma:{}:{}", c.name, all.len()), hex(h));
