@@ -11,9 +11,9 @@ use std::time::Duration;
 /// A Chroma v2 client bound to one tenant and database. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct ChromaClient {
-    http: reqwest::Client,
-    root: String,
-    base: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) root: String,
+    pub(crate) base: String,
     opts: ChromaOptions,
 }
 
@@ -84,7 +84,7 @@ impl ChromaClient {
         &self.opts
     }
 
-    async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ChromaError> {
+    pub(crate) async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ChromaError> {
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -136,7 +136,7 @@ impl ChromaClient {
         Self::check(resp).await
     }
 
-    async fn post_json<T: for<'de> Deserialize<'de>>(
+    pub(crate) async fn post_json<T: for<'de> Deserialize<'de>>(
         &self,
         path: &str,
         body: &Value,

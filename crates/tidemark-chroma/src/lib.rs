@@ -14,10 +14,12 @@
 //! - `index`: [`ChromaIndex`], the `tidemark_core::VectorIndex` implementation
 //! - `split`: request splitting under the body and batch caps
 
+mod catalog;
 mod client;
 mod index;
 mod split;
 
+pub use catalog::{CollectionInfo, FullRecord};
 pub use client::ChromaClient;
 pub use index::ChromaIndex;
 pub use split::{encode_embedding, split_batches};

@@ -96,7 +96,7 @@ impl TxnBody for PutOne<'_> {
             outbox_id: entry.id,
             content_hash: p.hash.clone(),
         };
-        let now = DateTime::now();
+        let now = p.doc.timestamp.unwrap_or_else(DateTime::now);
         let document = if stored {
             DocWrite::Update {
                 filter: doc! {"_id": slot.id, "contentId": cid, "version": slot.version},

@@ -21,6 +21,8 @@ pub struct NewDocument {
     pub content: String,
     /// Must be a JSON object (`{}` for none).
     pub metadata: Value,
+    /// The document's `timestamp`; `None` (the default) means the time of the write.
+    pub timestamp: Option<bson::DateTime>,
 }
 
 impl NewDocument {
@@ -35,7 +37,15 @@ impl NewDocument {
             doc_type: doc_type.into(),
             content: content.into(),
             metadata: Value::Object(Default::default()),
+            timestamp: None,
         }
+    }
+
+    /// Sets the `timestamp` to store instead of the time of the write (e.g. a migrated
+    /// record's original time).
+    pub fn with_timestamp(mut self, timestamp: bson::DateTime) -> Self {
+        self.timestamp = Some(timestamp);
+        self
     }
 
     /// Sets the metadata (must be a JSON object; checked on write).

@@ -25,7 +25,7 @@ impl Prepared {
             "type": &self.doc.doc_type,
             "content": &self.doc.content,
             "metadata": self.metadata.clone(),
-            "timestamp": now,
+            "timestamp": self.doc.timestamp.unwrap_or(now),
             "version": version,
             "contentHash": &self.hash,
         }}
@@ -39,7 +39,7 @@ impl Prepared {
             doc_type: self.doc.doc_type.clone(),
             content: self.doc.content.clone(),
             metadata: self.metadata.clone(),
-            timestamp: now,
+            timestamp: self.doc.timestamp.unwrap_or(now),
             version,
             content_hash: self.hash.clone(),
             vector_id: None,

@@ -8,6 +8,7 @@ pub mod docs;
 pub mod embed;
 pub mod history;
 pub mod import;
+pub mod migrate;
 pub mod search;
 pub mod serve;
 pub mod status;

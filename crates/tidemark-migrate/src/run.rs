@@ -1,0 +1,456 @@
+//! `migrate run`: the checked mapping applied. Per collection, the legacy records are read in
+//! `_id` order from the collection's checkpoint on; the winner of each id (see [`crate::dedupe`])
+//! is compared with the stored tidemark document of its contentId (type, content hash,
+//! metadata, timestamp) and only new or changed ones are written, through `Store::put_many`
+//! (document and outbox entry in one transaction), one batch per transaction. After each
+//! commit the written documents are recorded in the ledger, legacy vectors are copied where
+//! allowed, and the checkpoint moves on. A killed run continues from its checkpoint, and
+//! because unchanged records are skipped, no record is ever written twice; a second complete
+//! run writes nothing; a later run migrates exactly what was added or changed since (catch-up).
+//!
+//! Vector reuse copies a legacy embedding into tidemark's collection (vector id = the new
+//! document's `_id`, the worker's own metadata) only when the legacy document text equals the
+//! record's text; the worker then finds the vector current and does not embed it.
+
+use crate::mapping::{CollectionMapping, Mapping};
+use crate::record::{normalise, Candidate, Context};
+use crate::source::{Scan, Source};
+use crate::state::{
+    Checkpoint, LedgerRow, State, KIND_CHECKPOINT, KIND_RUN, STATE_COMPLETE, STATE_RUNNING,
+};
+use crate::{plan, MigrateError, Progress, Target};
+use bson::{doc, oid::ObjectId, DateTime, Document};
+use futures::TryStreamExt;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use tidemark_chroma::VectorRecord;
+use tidemark_core::{content_hash, DocumentRecord};
+use tidemark_store::PutOutcome;
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Read and compare only; write nothing anywhere.
+    pub dry_run: bool,
+    /// Records per `put_many` call.
+    pub batch_size: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            dry_run: false,
+            batch_size: 500,
+        }
+    }
+}
+
+/// What a run did with one collection.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CollectionRun {
+    pub collection: String,
+    pub records: u64,
+    /// Ids to migrate (winners).
+    pub migrate: u64,
+    pub merged: u64,
+    pub skipped: BTreeMap<String, u64>,
+    /// Documents written for the first time.
+    pub created: u64,
+    /// Documents written as a new version (changed since the last run).
+    pub updated: u64,
+    /// Records whose document is already current (not written).
+    pub unchanged: u64,
+    /// Records whose contentId holds a document this migration did not write (an application
+    /// wrote it): left alone, for a person to decide.
+    pub conflicts: u64,
+    pub vectors_reused: u64,
+    /// Written documents the worker will embed.
+    pub vectors_to_embed: u64,
+    /// Continued from a checkpoint of an interrupted run.
+    pub resumed: bool,
+}
+
+/// The JSON audit report of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub migration: String,
+    pub run_id: String,
+    pub dry_run: bool,
+    pub started_at: String,
+    pub elapsed_secs: f64,
+    pub collections: Vec<CollectionRun>,
+    pub totals: CollectionRun,
+}
+
+impl RunReport {
+    /// Text for a terminal.
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "migration `{}` run {}{} in {:.1}s\n",
+            self.migration,
+            self.run_id,
+            if self.dry_run {
+                " (dry run: nothing written)"
+            } else {
+                ""
+            },
+            self.elapsed_secs
+        );
+        for c in self.collections.iter().chain(std::iter::once(&self.totals)) {
+            let skips: u64 = c.skipped.values().sum();
+            s.push_str(&format!(
+                "  {:<28} records {:>6}  created {:>6}  updated {:>5}  unchanged {:>6}  conflicts {:>3}  merged {:>4}  skipped {:>4}  vectors reused {:>5}, to embed {:>5}{}\n",
+                c.collection, c.records, c.created, c.updated, c.unchanged, c.conflicts, c.merged, skips,
+                c.vectors_reused, c.vectors_to_embed, if c.resumed { "  (resumed)" } else { "" }
+            ));
+        }
+        s
+    }
+}
+
+fn add(total: &mut CollectionRun, c: &CollectionRun) {
+    total.records += c.records;
+    total.migrate += c.migrate;
+    total.merged += c.merged;
+    for (k, v) in &c.skipped {
+        *total.skipped.entry(k.clone()).or_insert(0) += v;
+    }
+    total.created += c.created;
+    total.updated += c.updated;
+    total.unchanged += c.unchanged;
+    total.conflicts += c.conflicts;
+    total.vectors_reused += c.vectors_reused;
+    total.vectors_to_embed += c.vectors_to_embed;
+}
+
+/// Runs the migration described by `mapping`.
+pub async fn run(
+    mapping: &Mapping,
+    source: &Source,
+    target: &Target,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+) -> Result<RunReport, MigrateError> {
+    if opts.batch_size == 0 {
+        return Err(MigrateError::Invalid(
+            "batch size must be at least 1".into(),
+        ));
+    }
+    let started = DateTime::now();
+    let clock = std::time::Instant::now();
+    let scans = plan::check(mapping, source, &target.model, target.store.limits()).await?;
+    if !opts.dry_run {
+        target.store.ensure_schema().await?;
+    }
+    let run_id = ObjectId::new().to_hex();
+    let mut collections = Vec::new();
+    let mut totals = CollectionRun {
+        collection: "total".into(),
+        ..Default::default()
+    };
+    for scan in &scans {
+        let m = &mapping.collections[&scan.collection];
+        let mut pass = Pass::new(mapping, m, scan, source, target, opts, &run_id).await?;
+        progress.phase(&scan.collection, Some(scan.dedup.winners.len() as u64));
+        pass.go(progress).await?;
+        add(&mut totals, &pass.report);
+        collections.push(pass.report);
+    }
+    let report = RunReport {
+        migration: mapping.migration.id.clone(),
+        run_id: run_id.clone(),
+        dry_run: opts.dry_run,
+        started_at: started.try_to_rfc3339_string().unwrap_or_default(),
+        elapsed_secs: clock.elapsed().as_secs_f64(),
+        collections,
+        totals,
+    };
+    if !opts.dry_run {
+        target
+            .state()
+            .save_report(KIND_RUN, &run_id, &mapping.migration.id, &report)
+            .await?;
+    }
+    tracing::info!(migration = %report.migration, run = %run_id, created = report.totals.created,
+        updated = report.totals.updated, unchanged = report.totals.unchanged, "migrate run finished");
+    Ok(report)
+}
+
+/// The pass over one collection.
+struct Pass<'a> {
+    migration: &'a str,
+    name: &'a str,
+    m: &'a CollectionMapping,
+    scan: &'a Scan,
+    source: &'a Source,
+    target: &'a Target,
+    opts: &'a RunOptions,
+    run_id: &'a str,
+    state: State,
+    /// The legacy Chroma collection's id, when vectors are reused.
+    legacy_vectors: Option<String>,
+    /// tidemark's collection id (created on first copy).
+    target_vectors: Option<String>,
+    report: CollectionRun,
+}
+
+impl<'a> Pass<'a> {
+    async fn new(
+        mapping: &'a Mapping,
+        m: &'a CollectionMapping,
+        scan: &'a Scan,
+        source: &'a Source,
+        target: &'a Target,
+        opts: &'a RunOptions,
+        run_id: &'a str,
+    ) -> Result<Pass<'a>, MigrateError> {
+        let legacy_vectors = match (
+            m.reuse_vectors && !m.skip,
+            &source.chroma,
+            &m.chroma_collection,
+        ) {
+            (true, Some(c), Some(name)) => c.get_collection(name).await?.map(|c| c.id),
+            _ => None,
+        };
+        Ok(Pass {
+            migration: &mapping.migration.id,
+            name: &scan.collection,
+            m,
+            scan,
+            source,
+            target,
+            opts,
+            run_id,
+            state: target.state(),
+            legacy_vectors,
+            target_vectors: None,
+            report: CollectionRun {
+                collection: scan.collection.clone(),
+                records: scan.records,
+                migrate: scan.dedup.winners.len() as u64,
+                merged: scan.dedup.merged.len() as u64,
+                skipped: scan.skip_counts(),
+                ..Default::default()
+            },
+        })
+    }
+
+    fn checkpoint(&self, last_id: Option<ObjectId>, state: &str) -> Checkpoint {
+        Checkpoint {
+            key: Checkpoint::key(self.migration, self.name),
+            kind: KIND_CHECKPOINT.into(),
+            migration: self.migration.into(),
+            collection: self.name.into(),
+            run_id: self.run_id.into(),
+            last_id,
+            state: state.into(),
+            updated_at: DateTime::now(),
+        }
+    }
+
+    /// Where to start: after the checkpoint of an interrupted run, else from the beginning.
+    async fn start(&mut self) -> Result<Option<ObjectId>, MigrateError> {
+        if self.opts.dry_run {
+            return Ok(None);
+        }
+        let cp = self.state.checkpoint(self.migration, self.name).await?;
+        let from = cp
+            .filter(|c| c.state == STATE_RUNNING)
+            .and_then(|c| c.last_id);
+        self.report.resumed = from.is_some();
+        self.state
+            .save_checkpoint(&self.checkpoint(from, STATE_RUNNING))
+            .await?;
+        Ok(from)
+    }
+
+    async fn go(&mut self, progress: &dyn Progress) -> Result<(), MigrateError> {
+        let from = self.start().await?;
+        let filter = match from {
+            Some(id) => doc! {"_id": {"$gt": id}},
+            None => doc! {},
+        };
+        let limits = self.target.store.limits().clone();
+        let cx = Context {
+            collection: self.name,
+            migration: self.migration,
+            mapping: self.m,
+            limits: &limits,
+        };
+        let mut cursor = self
+            .source
+            .db
+            .collection::<Document>(self.name)
+            .find(filter)
+            .sort(doc! {"_id": 1})
+            .batch_size(1000)
+            .await?;
+        let mut batch = Vec::new();
+        let mut last = None;
+        while let Some(d) = cursor.try_next().await? {
+            last = d.get_object_id("_id").ok().or(last);
+            if let Ok(c) = normalise(&d, &cx) {
+                if self.scan.dedup.is_winner(&c.id, &c.oid) {
+                    batch.push(c);
+                }
+            }
+            if batch.len() >= self.opts.batch_size {
+                progress.inc(batch.len() as u64);
+                self.flush(std::mem::take(&mut batch), last).await?;
+            }
+        }
+        progress.inc(batch.len() as u64);
+        self.flush(batch, last).await?;
+        if !self.opts.dry_run {
+            self.state
+                .save_checkpoint(&self.checkpoint(last, STATE_COMPLETE))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The stored documents of the batch's contentIds.
+    async fn stored(
+        &self,
+        batch: &[Candidate],
+    ) -> Result<HashMap<String, DocumentRecord>, MigrateError> {
+        let ids: Vec<&str> = batch.iter().map(|c| c.doc.content_id.as_str()).collect();
+        let docs: Vec<DocumentRecord> = self
+            .target
+            .store
+            .documents()
+            .find(doc! {"contentId": {"$in": ids}})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(docs
+            .into_iter()
+            .map(|d| (d.content_id.clone(), d))
+            .collect())
+    }
+
+    async fn flush(
+        &mut self,
+        batch: Vec<Candidate>,
+        last: Option<ObjectId>,
+    ) -> Result<(), MigrateError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let stored = self.stored(&batch).await?;
+        let mut changed = Vec::new();
+        let mut current = Vec::new();
+        for c in batch {
+            match stored.get(&c.doc.content_id) {
+                Some(d) if same(d, &c) => current.push((c, d.clone())),
+                Some(d) if !self.is_ours(d) => {
+                    self.report.conflicts += 1;
+                    tracing::warn!(content_id = %d.content_id, "document not written by this migration: left alone");
+                }
+                Some(_) => {
+                    self.report.updated += 1;
+                    changed.push(c);
+                }
+                None => {
+                    self.report.created += 1;
+                    changed.push(c);
+                }
+            }
+        }
+        self.report.unchanged += current.len() as u64;
+        if self.opts.dry_run {
+            let reusable = self.reusable(&changed).await?;
+            self.report.vectors_reused += reusable as u64;
+            self.report.vectors_to_embed += (changed.len() - reusable) as u64;
+            return Ok(());
+        }
+        let docs = changed.iter().map(|c| c.doc.clone()).collect();
+        let outcomes = self.target.store.put_many(docs).await?;
+        let written: Vec<(Candidate, DocumentRecord)> = changed
+            .into_iter()
+            .zip(outcomes)
+            .map(|(c, o)| {
+                let d = record_of(&c, &o);
+                (c, d)
+            })
+            .collect();
+        self.state
+            .record_written(written.iter().map(|(_, d)| self.row(d)).collect())
+            .await?;
+        let ours: Vec<&(Candidate, DocumentRecord)> =
+            current.iter().filter(|(_, d)| self.is_ours(d)).collect();
+        self.state
+            .ensure_rows(ours.iter().map(|(_, d)| self.row(d)).collect())
+            .await?;
+        let reused = self.copy_vectors(&written).await?;
+        self.report.vectors_reused += reused;
+        self.report.vectors_to_embed += written.len() as u64 - reused;
+        self.repair_vectors(&ours).await?;
+        self.state
+            .save_checkpoint(&self.checkpoint(last, STATE_RUNNING))
+            .await?;
+        Ok(())
+    }
+
+    fn is_ours(&self, d: &DocumentRecord) -> bool {
+        d.metadata
+            .get_document(crate::record::LEGACY_KEY)
+            .ok()
+            .and_then(|l| l.get_str("migration").ok())
+            == Some(self.migration)
+    }
+
+    fn row(&self, d: &DocumentRecord) -> LedgerRow {
+        LedgerRow {
+            document_id: d.id,
+            migration: self.migration.into(),
+            content_id: d.content_id.clone(),
+            version: d.version,
+            collection: self.name.into(),
+        }
+    }
+}
+
+#[path = "run_vectors.rs"]
+mod vectors;
+
+/// The stored document is what this record would write.
+fn same(d: &DocumentRecord, c: &Candidate) -> bool {
+    let meta = match bson::to_bson(&c.doc.metadata) {
+        Ok(bson::Bson::Document(m)) => m,
+        _ => return false,
+    };
+    d.doc_type == c.doc.doc_type
+        && d.content_hash == content_hash(&c.doc.content)
+        && d.timestamp == c.time
+        && d.metadata == meta
+}
+
+/// The document as `put_many` stored it.
+fn record_of(c: &Candidate, o: &PutOutcome) -> DocumentRecord {
+    let metadata = match bson::to_bson(&c.doc.metadata) {
+        Ok(bson::Bson::Document(m)) => m,
+        _ => Document::new(),
+    };
+    DocumentRecord {
+        id: o.document_id,
+        content_id: o.content_id.clone(),
+        doc_type: c.doc.doc_type.clone(),
+        content: c.doc.content.clone(),
+        metadata,
+        timestamp: c.time,
+        version: o.version,
+        content_hash: o.content_hash.clone(),
+        vector_id: None,
+        indexed_version: None,
+    }
+}
+
+/// A vector copied from the legacy store.
+fn vector(d: &DocumentRecord, embedding: Vec<f32>, model: &str) -> VectorRecord {
+    VectorRecord {
+        id: tidemark_core::vector_id(&d.id),
+        embedding,
+        metadata: tidemark_worker::vector_metadata(d, model),
+    }
+}

@@ -1,0 +1,211 @@
+//! What a migration keeps on the tidemark side (never in the legacy database):
+//!
+//! - `migrations`: one checkpoint per (migration, collection) — the last legacy `_id` whose
+//!   batch committed, and whether the collection's pass completed — plus the JSON report of
+//!   every run and rollback, for audit;
+//! - `migration_documents`: one row per document a migration wrote (`_id` = the document's
+//!   `_id`, with the version it wrote), so rollback removes exactly that and refuses documents
+//!   an application changed since.
+
+use crate::MigrateError;
+use bson::{doc, oid::ObjectId, DateTime, Document};
+use futures::TryStreamExt;
+use mongodb::Database;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+pub const COLL_MIGRATIONS: &str = "migrations";
+pub const COLL_LEDGER: &str = "migration_documents";
+
+/// Checkpoint states.
+pub const STATE_RUNNING: &str = "running";
+pub const STATE_COMPLETE: &str = "complete";
+
+/// Kinds of rows in `migrations`.
+pub const KIND_CHECKPOINT: &str = "checkpoint";
+pub const KIND_RUN: &str = "run";
+pub const KIND_ROLLBACK: &str = "rollback";
+
+/// Where the pass over one legacy collection stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    #[serde(rename = "_id")]
+    pub key: String,
+    pub kind: String,
+    pub migration: String,
+    pub collection: String,
+    pub run_id: String,
+    /// The last legacy `_id` of a committed batch (`None`: from the start).
+    pub last_id: Option<ObjectId>,
+    pub state: String,
+    pub updated_at: DateTime,
+}
+
+impl Checkpoint {
+    pub fn key(migration: &str, collection: &str) -> String {
+        format!("{KIND_CHECKPOINT}:{migration}:{collection}")
+    }
+}
+
+/// A document a migration wrote, at the version it wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerRow {
+    #[serde(rename = "_id")]
+    pub document_id: ObjectId,
+    pub migration: String,
+    pub content_id: String,
+    pub version: i64,
+    pub collection: String,
+}
+
+/// Handles on the two collections.
+#[derive(Clone)]
+pub struct State {
+    db: Database,
+}
+
+impl State {
+    pub fn new(db: Database) -> State {
+        State { db }
+    }
+
+    fn migrations(&self) -> mongodb::Collection<Document> {
+        self.db.collection(COLL_MIGRATIONS)
+    }
+
+    pub fn ledger(&self) -> mongodb::Collection<LedgerRow> {
+        self.db.collection(COLL_LEDGER)
+    }
+
+    pub async fn checkpoint(
+        &self,
+        migration: &str,
+        collection: &str,
+    ) -> Result<Option<Checkpoint>, MigrateError> {
+        let key = Checkpoint::key(migration, collection);
+        let d = self.migrations().find_one(doc! {"_id": key}).await?;
+        d.map(bson::from_document)
+            .transpose()
+            .map_err(|e| MigrateError::Decode(format!("checkpoint: {e}")))
+    }
+
+    pub async fn save_checkpoint(&self, cp: &Checkpoint) -> Result<(), MigrateError> {
+        let d = bson::to_document(cp).map_err(|e| MigrateError::Decode(e.to_string()))?;
+        self.migrations()
+            .replace_one(doc! {"_id": &cp.key}, d)
+            .upsert(true)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn checkpoints(
+        &self,
+        migration: Option<&str>,
+    ) -> Result<Vec<Checkpoint>, MigrateError> {
+        let mut filter = doc! {"kind": KIND_CHECKPOINT};
+        if let Some(m) = migration {
+            filter.insert("migration", m);
+        }
+        let docs: Vec<Document> = self
+            .migrations()
+            .find(filter)
+            .sort(doc! {"_id": 1})
+            .await?
+            .try_collect()
+            .await?;
+        docs.into_iter()
+            .map(|d| bson::from_document(d).map_err(|e| MigrateError::Decode(e.to_string())))
+            .collect()
+    }
+
+    pub async fn delete_checkpoints(&self, migration: &str) -> Result<u64, MigrateError> {
+        let r = self
+            .migrations()
+            .delete_many(doc! {"kind": KIND_CHECKPOINT, "migration": migration})
+            .await?;
+        Ok(r.deleted_count)
+    }
+
+    /// Keeps a report (`kind` run or rollback) as JSON-shaped BSON.
+    pub async fn save_report(
+        &self,
+        kind: &str,
+        id: &str,
+        migration: &str,
+        report: &impl Serialize,
+    ) -> Result<(), MigrateError> {
+        let body = bson::to_bson(report).map_err(|e| MigrateError::Decode(e.to_string()))?;
+        self.migrations()
+            .insert_one(doc! {
+                "_id": format!("{kind}:{id}"), "kind": kind, "migration": migration,
+                "at": DateTime::now(), "report": body,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The latest reports of a kind (newest first), optionally of one migration.
+    pub async fn reports(
+        &self,
+        kind: &str,
+        migration: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Document>, MigrateError> {
+        let mut filter = doc! {"kind": kind};
+        if let Some(m) = migration {
+            filter.insert("migration", m);
+        }
+        Ok(self
+            .migrations()
+            .find(filter)
+            .sort(doc! {"at": -1})
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    /// Records documents just written (replacing rows of the same documents).
+    pub async fn record_written(&self, rows: Vec<LedgerRow>) -> Result<(), MigrateError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<ObjectId> = rows.iter().map(|r| r.document_id).collect();
+        self.ledger()
+            .delete_many(doc! {"_id": {"$in": &ids}})
+            .await?;
+        self.ledger().insert_many(rows).await?;
+        Ok(())
+    }
+
+    /// Adds the rows that are missing (documents written by a run killed before its ledger
+    /// write); existing rows are left as they are.
+    pub async fn ensure_rows(&self, rows: Vec<LedgerRow>) -> Result<(), MigrateError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<ObjectId> = rows.iter().map(|r| r.document_id).collect();
+        let have: HashSet<ObjectId> = self
+            .ledger()
+            .find(doc! {"_id": {"$in": &ids}})
+            .projection(
+                doc! {"_id": 1, "migration": 1, "contentId": 1, "version": 1, "collection": 1},
+            )
+            .await?
+            .try_collect::<Vec<LedgerRow>>()
+            .await?
+            .into_iter()
+            .map(|r| r.document_id)
+            .collect();
+        let missing: Vec<LedgerRow> = rows
+            .into_iter()
+            .filter(|r| !have.contains(&r.document_id))
+            .collect();
+        if !missing.is_empty() {
+            self.ledger().insert_many(missing).await?;
+        }
+        Ok(())
+    }
+}
