@@ -19,7 +19,11 @@ use worker_support::{test_config, Env};
 fn manual(n: usize, edit: Option<usize>) -> String {
     (0..n)
         .map(|i| {
-            let word = if edit == Some(i) { "revised" } else { "original" };
+            let word = if edit == Some(i) {
+                "revised"
+            } else {
+                "original"
+            };
             format!(
                 "Section {i} covers topic{i} in the {word} manual. The pump must be primed before \
                  use, and the valve closed after each run of the machine."
@@ -103,7 +107,10 @@ async fn chunk_sets_follow_every_version() {
     env.store.put(put(manual(30, Some(15)))).await.unwrap();
     w.drain().await.unwrap();
     let embedded = env.embedder.texts() - before;
-    assert!((1..=2).contains(&embedded), "{embedded} chunks embedded for one paragraph");
+    assert!(
+        (1..=2).contains(&embedded),
+        "{embedded} chunks embedded for one paragraph"
+    );
     assert_eq!(chunk_numbers(&env, &hex, 2).await.len(), n.len());
     assert_verify_clean(&env).await;
 
@@ -161,7 +168,10 @@ async fn unchunked_and_chunked_documents_never_share_ids() {
     let out = env.store.put_many(docs).await.unwrap();
     w.drain().await.unwrap();
     let ids: HashSet<String> = env.vectors().await.into_keys().collect();
-    assert!(ids.iter().all(|id| id.contains(':')), "only chunk ids in a chunked index");
+    assert!(
+        ids.iter().all(|id| id.contains(':')),
+        "only chunk ids in a chunked index"
+    );
     for o in &out {
         assert!(ids.contains(&format!("{}:0", o.document_id.to_hex())));
     }

@@ -168,7 +168,9 @@ pub async fn done_stats(store: &Store, since_ms: i64) -> Result<Drained, BenchEr
             .map(|t| t.timestamp_millis())
             .unwrap_or(0);
     }
-    d.dead = raw.count_documents(doc! {"status": OutboxStatus::Dead}).await?;
+    d.dead = raw
+        .count_documents(doc! {"status": OutboxStatus::Dead})
+        .await?;
     Ok(d)
 }
 

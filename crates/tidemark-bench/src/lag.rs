@@ -3,7 +3,6 @@
 //! worker cannot slow the offered load); the lag of each entry is `doneAt - createdAt` from
 //! the outbox (`createdAt` is set just before the commit, so this slightly over-states it).
 
-use tidemark_core::OutboxStatus;
 use crate::drain::{record_stages, wait_drained};
 use crate::report::Report;
 use crate::stats::{percentile, rate};
@@ -15,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tidemark_core::collection_name;
+use tidemark_core::OutboxStatus;
 
 /// Concurrent writers: enough that put latency does not cap the offered rate.
 const WRITERS: usize = 32;

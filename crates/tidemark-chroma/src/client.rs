@@ -349,7 +349,11 @@ impl ChromaClient {
     }
 
     /// Deletes the records whose metadata matches `filter` (a Chroma `where`).
-    pub async fn delete_where(&self, collection_id: &str, filter: &Value) -> Result<(), ChromaError> {
+    pub async fn delete_where(
+        &self,
+        collection_id: &str,
+        filter: &Value,
+    ) -> Result<(), ChromaError> {
         self.post(
             &format!("/collections/{collection_id}/delete"),
             &json!({"where": filter}),

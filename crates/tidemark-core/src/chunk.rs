@@ -55,7 +55,12 @@ struct Unit {
 }
 
 /// Byte ranges of `text[range]` split after each match of `is_cut` (kept with the left part).
-fn pieces(text: &str, start: usize, end: usize, cut: impl Fn(&str, usize) -> bool) -> Vec<(usize, usize)> {
+fn pieces(
+    text: &str,
+    start: usize,
+    end: usize,
+    cut: impl Fn(&str, usize) -> bool,
+) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut from = start;
     for (i, _) in text[start..end].char_indices() {
@@ -93,7 +98,15 @@ fn word_cut(text: &str, at: usize) -> bool {
 fn units(text: &str, spec: &ChunkSpec, counter: &dyn TokenCounter) -> Vec<Unit> {
     let mut out = Vec::new();
     let levels: [fn(&str, usize) -> bool; 3] = [paragraph_cut, sentence_cut, word_cut];
-    split_into(text, 0, text.len(), &levels, spec.max_tokens, counter, &mut out);
+    split_into(
+        text,
+        0,
+        text.len(),
+        &levels,
+        spec.max_tokens,
+        counter,
+        &mut out,
+    );
     out
 }
 
@@ -109,7 +122,11 @@ fn split_into(
     for (s, e) in pieces(text, start, end, levels[0]) {
         let tokens = counter.count(&text[s..e]);
         if tokens <= max {
-            out.push(Unit { start: s, end: e, tokens });
+            out.push(Unit {
+                start: s,
+                end: e,
+                tokens,
+            });
         } else if levels.len() > 1 {
             split_into(text, s, e, &levels[1..], max, counter, out);
         } else {
@@ -119,7 +136,14 @@ fn split_into(
 }
 
 /// The last resort for a single word longer than the budget.
-fn by_chars(text: &str, start: usize, end: usize, max: usize, counter: &dyn TokenCounter, out: &mut Vec<Unit>) {
+fn by_chars(
+    text: &str,
+    start: usize,
+    end: usize,
+    max: usize,
+    counter: &dyn TokenCounter,
+    out: &mut Vec<Unit>,
+) {
     let mut from = start;
     while from < end {
         let mut to = from;

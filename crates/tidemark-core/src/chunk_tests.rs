@@ -30,7 +30,11 @@ fn paragraphs(n: usize, words: usize) -> String {
 fn check_invariants(text: &str, chunks: &[Chunk], max: usize) {
     for (i, c) in chunks.iter().enumerate() {
         assert_eq!(c.index, i);
-        assert!(Words.count(&c.text) <= max, "chunk {i} has {} > {max} words", Words.count(&c.text));
+        assert!(
+            Words.count(&c.text) <= max,
+            "chunk {i} has {} > {max} words",
+            Words.count(&c.text)
+        );
         assert_eq!(text[c.start..c.end].trim(), c.text, "span of chunk {i}");
     }
     // Every word of the text is in some chunk, in order.
@@ -39,7 +43,10 @@ fn check_invariants(text: &str, chunks: &[Chunk], max: usize) {
         covered[c.start..c.end].iter_mut().for_each(|b| *b = true);
     }
     for (i, ch) in text.char_indices() {
-        assert!(ch.is_whitespace() || covered[i], "byte {i} ({ch:?}) in no chunk");
+        assert!(
+            ch.is_whitespace() || covered[i],
+            "byte {i} ({ch:?}) in no chunk"
+        );
     }
 }
 
@@ -73,7 +80,10 @@ fn long_paragraphs_split_at_sentences_then_words_then_characters() {
     let para: String = (0..6).map(sentence).collect::<Vec<_>>().join(" ");
     let c = split(&para, &spec(20, 0), &Words);
     check_invariants(&para, &c, 20);
-    assert!(c.iter().all(|c| c.text.ends_with('.')), "cut at sentence ends: {c:?}");
+    assert!(
+        c.iter().all(|c| c.text.ends_with('.')),
+        "cut at sentence ends: {c:?}"
+    );
 
     let long_sentence = vec!["w"; 45].join(" ");
     let c = split(&long_sentence, &spec(20, 0), &Words);
@@ -103,7 +113,12 @@ fn overlap_repeats_the_end_of_the_previous_chunk() {
         assert!(w[1].start >= w[0].end, "no overlap without overlap");
     }
     for w in some.windows(2) {
-        assert!(w[1].start < w[0].end, "chunk {} starts inside chunk {}", w[1].index, w[0].index);
+        assert!(
+            w[1].start < w[0].end,
+            "chunk {} starts inside chunk {}",
+            w[1].index,
+            w[0].index
+        );
     }
     assert!(some.len() > none.len());
 }
@@ -117,19 +132,28 @@ fn an_edit_of_one_paragraph_changes_only_the_chunks_around_it() {
         let b = split(&edited, &spec(60, overlap), &Words);
         assert_eq!(a.len(), b.len());
         let changed = a.iter().zip(&b).filter(|(x, y)| x.text != y.text).count();
-        assert!((1..=2).contains(&changed), "overlap {overlap}: {changed} chunks changed");
+        assert!(
+            (1..=2).contains(&changed),
+            "overlap {overlap}: {changed} chunks changed"
+        );
     }
 }
 
 #[test]
 fn chunking_is_deterministic() {
     let text = paragraphs(25, 17);
-    assert_eq!(split(&text, &spec(50, 8), &Words), split(&text, &spec(50, 8), &Words));
+    assert_eq!(
+        split(&text, &spec(50, 8), &Words),
+        split(&text, &spec(50, 8), &Words)
+    );
 }
 
 #[test]
 fn the_approximation_overestimates_english() {
     let t = "The quick brown fox jumps over the lazy dog.";
     assert_eq!(ApproxCounter.count(t), t.len().div_ceil(3));
-    assert!(ApproxCounter.count(t) >= 10, "about 10 tokens in common vocabularies");
+    assert!(
+        ApproxCounter.count(t) >= 10,
+        "about 10 tokens in common vocabularies"
+    );
 }

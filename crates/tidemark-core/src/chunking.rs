@@ -90,7 +90,11 @@ impl ChunkingConfig {
                 format!("{} is more than the model takes ({limit})", self.max_tokens),
             ));
         }
-        let max = if self.max_tokens == 0 { limit } else { self.max_tokens };
+        let max = if self.max_tokens == 0 {
+            limit
+        } else {
+            self.max_tokens
+        };
         let budget = max.saturating_sub(SPECIAL_TOKENS);
         if self.mode == ChunkMode::Tokens {
             if budget < 16 {
@@ -99,7 +103,10 @@ impl ChunkingConfig {
             if self.overlap >= budget / 2 {
                 return Err(invalid(
                     "chunking.overlap",
-                    format!("{} must be less than half of a chunk ({budget} tokens)", self.overlap),
+                    format!(
+                        "{} must be less than half of a chunk ({budget} tokens)",
+                        self.overlap
+                    ),
                 ));
             }
         }
@@ -111,7 +118,12 @@ impl ChunkingConfig {
             overlap: self.overlap,
         });
         let fingerprint = match chunks {
-            Some(c) => format!("tokens:{}:{}:{}", c.max_tokens, c.overlap, short_hash(&self.template)),
+            Some(c) => format!(
+                "tokens:{}:{}:{}",
+                c.max_tokens,
+                c.overlap,
+                short_hash(&self.template)
+            ),
             None => format!("none:{}", short_hash(&self.template)),
         };
         Ok(Some(TextSettings {
@@ -150,7 +162,11 @@ mod tests {
         let s = c.resolve(&local()).unwrap().unwrap();
         assert_eq!(s.chunks.unwrap().max_tokens, 254);
         assert_eq!(s.chunks.unwrap().overlap, 32);
-        assert!(s.fingerprint.starts_with("tokens:254:32:"), "{}", s.fingerprint);
+        assert!(
+            s.fingerprint.starts_with("tokens:254:32:"),
+            "{}",
+            s.fingerprint
+        );
     }
 
     #[test]
@@ -166,22 +182,45 @@ mod tests {
             template: "{contentId}: {content}".into(),
             ..Default::default()
         };
-        assert_ne!(other.resolve(&local()).unwrap().unwrap().fingerprint, s.fingerprint);
+        assert_ne!(
+            other.resolve(&local()).unwrap().unwrap().fingerprint,
+            s.fingerprint
+        );
     }
 
     #[test]
     fn bad_values_name_their_key() {
         let cases = [
-            (ChunkingConfig { max_tokens: 300, ..Default::default() }, "chunking.max_tokens"),
             (
-                ChunkingConfig { mode: ChunkMode::Tokens, overlap: 200, ..Default::default() },
+                ChunkingConfig {
+                    max_tokens: 300,
+                    ..Default::default()
+                },
+                "chunking.max_tokens",
+            ),
+            (
+                ChunkingConfig {
+                    mode: ChunkMode::Tokens,
+                    overlap: 200,
+                    ..Default::default()
+                },
                 "chunking.overlap",
             ),
             (
-                ChunkingConfig { mode: ChunkMode::Tokens, max_tokens: 10, ..Default::default() },
+                ChunkingConfig {
+                    mode: ChunkMode::Tokens,
+                    max_tokens: 10,
+                    ..Default::default()
+                },
                 "chunking.max_tokens",
             ),
-            (ChunkingConfig { template: "{title}".into(), ..Default::default() }, "chunking.template"),
+            (
+                ChunkingConfig {
+                    template: "{title}".into(),
+                    ..Default::default()
+                },
+                "chunking.template",
+            ),
         ];
         for (c, key) in cases {
             let e = c.validate(&local()).unwrap_err().to_string();

@@ -181,7 +181,9 @@ mod tests {
         let e = Template::parse("{titel}: {content}").unwrap_err();
         assert!(e.contains("`{titel}`"), "{e}");
         assert!(Template::parse("{metadata.}{content}").is_err());
-        assert!(Template::parse("{content").unwrap_err().contains("unclosed"));
+        assert!(Template::parse("{content")
+            .unwrap_err()
+            .contains("unclosed"));
         assert!(Template::parse("{content} {content").is_err());
         assert!(Template::parse("a } {content}").is_err());
         let e = Template::parse("{type}").unwrap_err();

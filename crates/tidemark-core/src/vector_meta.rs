@@ -99,7 +99,10 @@ pub fn vector_metadata(doc: &DocumentRecord, model: &str) -> Metadata {
         m.remove(*k);
     }
     m.insert(keys::DOCUMENT_ID.into(), Value::String(doc.id.to_hex()));
-    m.insert(keys::CONTENT_ID.into(), Value::String(doc.content_id.clone()));
+    m.insert(
+        keys::CONTENT_ID.into(),
+        Value::String(doc.content_id.clone()),
+    );
     m.insert(keys::TYPE.into(), Value::String(doc.doc_type.clone()));
     m.insert(keys::VERSION.into(), Value::Number(doc.version.into()));
     m.insert(
@@ -107,7 +110,10 @@ pub fn vector_metadata(doc: &DocumentRecord, model: &str) -> Metadata {
         Value::String(doc.content_hash.clone()),
     );
     m.insert(keys::MODEL.into(), Value::String(model.to_string()));
-    m.insert(keys::TIMESTAMP.into(), Value::String(rfc3339(doc.timestamp)));
+    m.insert(
+        keys::TIMESTAMP.into(),
+        Value::String(rfc3339(doc.timestamp)),
+    );
     m
 }
 
@@ -175,10 +181,7 @@ mod tests {
         assert_eq!(m["type"], json!("faq"));
         assert_eq!(m["version"], json!(3), "system keys win");
         assert_eq!(m["model"], json!("hash-384"));
-        assert_eq!(
-            m["contentHash"],
-            json!(crate::content_hash("hello"))
-        );
+        assert_eq!(m["contentHash"], json!(crate::content_hash("hello")));
         assert_eq!(m["timestamp"], json!("2023-11-14T22:13:20Z"));
         assert_eq!(m["lang"], json!("en"));
         assert_eq!(m["n"], json!(2));

@@ -207,7 +207,10 @@ impl Embedder for LocalEmbedder {
     fn count_tokens(&self, text: &str) -> usize {
         match self.inner.counter.encode(text, false) {
             Ok(e) => e.get_ids().len(),
-            Err(_) => tidemark_core::chunk::TokenCounter::count(&tidemark_core::chunk::ApproxCounter, text),
+            Err(_) => tidemark_core::chunk::TokenCounter::count(
+                &tidemark_core::chunk::ApproxCounter,
+                text,
+            ),
         }
     }
 

@@ -20,13 +20,13 @@
 //! `max_pending` throttles: before each batch the run waits while more entries than that are
 //! pending, so a re-embed of millions of documents does not flood the outbox.
 
-use tidemark_core::OutboxStatus;
 use crate::txn::{self, Body};
 use crate::{rfc3339, Ops, OpsError, Progress};
 use bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use futures::{FutureExt, TryStreamExt};
 use serde::Serialize;
 use std::collections::HashSet;
+use tidemark_core::OutboxStatus;
 use tidemark_core::{Op, OutboxEntry, COLL_DOCUMENTS, COLL_OUTBOX, COLL_SYNC_STATE};
 
 /// Prefix of checkpoint ids in `sync_state`.
@@ -331,7 +331,9 @@ async fn wait_for_room(ops: &Ops, max: u64) -> Result<(), OpsError> {
     let outbox = ops.store.database().collection::<Document>(COLL_OUTBOX);
     let mut logged = false;
     loop {
-        let pending = outbox.count_documents(doc! {"status": OutboxStatus::Pending}).await?;
+        let pending = outbox
+            .count_documents(doc! {"status": OutboxStatus::Pending})
+            .await?;
         if pending <= max {
             return Ok(());
         }

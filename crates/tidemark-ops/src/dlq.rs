@@ -11,12 +11,12 @@
 //!   time of the attempt that killed it, or of the last retry) and creation are both older than
 //!   the given age. Pending and done entries are never touched.
 
-use tidemark_core::OutboxStatus;
 use crate::{ago, rfc3339, Ops, OpsError};
 use bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use futures::TryStreamExt;
 use serde::Serialize;
 use std::time::Duration;
+use tidemark_core::OutboxStatus;
 use tidemark_core::COLL_OUTBOX;
 
 /// One dead entry in a listing.
@@ -89,7 +89,9 @@ fn outbox(ops: &Ops) -> mongodb::Collection<Document> {
 pub async fn list(ops: &Ops, limit: usize, before: Option<ObjectId>) -> Result<DeadPage, OpsError> {
     let limit = limit.clamp(1, 10_000);
     let coll = outbox(ops);
-    let total = coll.count_documents(doc! {"status": OutboxStatus::Dead}).await?;
+    let total = coll
+        .count_documents(doc! {"status": OutboxStatus::Dead})
+        .await?;
     let mut filter = doc! {"status": OutboxStatus::Dead};
     if let Some(b) = before {
         filter.insert("_id", doc! {"$lt": b});
@@ -159,7 +161,10 @@ pub async fn retry(ops: &Ops, ids: &[ObjectId]) -> Result<RetryReport, OpsError>
     let mut report = RetryReport::default();
     for chunk in ids.chunks(1000) {
         let dead: Vec<ObjectId> = coll
-            .distinct("_id", doc! {"_id": {"$in": chunk}, "status": OutboxStatus::Dead})
+            .distinct(
+                "_id",
+                doc! {"_id": {"$in": chunk}, "status": OutboxStatus::Dead},
+            )
             .await?
             .into_iter()
             .filter_map(|b| b.as_object_id())
@@ -194,7 +199,9 @@ pub async fn retry_all(
     progress: &dyn crate::Progress,
 ) -> Result<u64, OpsError> {
     let coll = outbox(ops);
-    let total = coll.count_documents(doc! {"status": OutboxStatus::Dead}).await?;
+    let total = coll
+        .count_documents(doc! {"status": OutboxStatus::Dead})
+        .await?;
     progress.phase("retry", Some(total));
     let mut last: Option<ObjectId> = None;
     let mut n = 0;

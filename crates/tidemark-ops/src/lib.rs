@@ -23,9 +23,9 @@ pub mod verify_chunks;
 use bson::oid::ObjectId;
 use std::sync::Arc;
 use tidemark_chroma::{ChromaClient, ChromaError, ChromaIndex, ChromaOptions};
-use tidemark_core::{IndexError, VectorIndex};
 use tidemark_core::config::{EmbedderConfig, EmbedderKind};
 use tidemark_core::Config;
+use tidemark_core::{IndexError, VectorIndex};
 use tidemark_store::{Store, StoreError};
 
 /// Errors of the operations. Each names what failed.
@@ -102,7 +102,10 @@ impl Ops {
     }
 
     /// Expects vectors made with `text` (template and chunking) settings.
-    pub fn with_text_settings(mut self, text: Option<tidemark_core::chunking::TextSettings>) -> Ops {
+    pub fn with_text_settings(
+        mut self,
+        text: Option<tidemark_core::chunking::TextSettings>,
+    ) -> Ops {
         self.text = text;
         self
     }
@@ -116,8 +119,13 @@ impl Ops {
             .chunking
             .resolve(&cfg.embedder)
             .map_err(|e| OpsError::Invalid(e.to_string()))?;
-        Ok(Ops::new(store, chroma, &cfg.chroma.namespace, &model_id(&cfg.embedder))
-            .with_text_settings(text))
+        Ok(Ops::new(
+            store,
+            chroma,
+            &cfg.chroma.namespace,
+            &model_id(&cfg.embedder),
+        )
+        .with_text_settings(text))
     }
 
     /// Whether the index exists (it does not before anything was indexed).

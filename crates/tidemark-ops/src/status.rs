@@ -6,7 +6,6 @@
 //! resume token age of every worker group (`sync_state.updatedAt`), and unfinished backfill
 //! runs. Healthy means lag <= `status.max_lag` and dead <= `status.max_dead`.
 
-use tidemark_core::OutboxStatus;
 use crate::{age_secs, ago, rfc3339, Ops, OpsError};
 use bson::{doc, DateTime, Document};
 use futures::TryStreamExt;
@@ -14,6 +13,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tidemark_core::config::StatusThresholds;
+use tidemark_core::OutboxStatus;
 use tidemark_core::{COLL_OUTBOX, COLL_SYNC_STATE};
 
 /// Leases of one worker.
@@ -78,13 +78,19 @@ pub async fn status(ops: &Ops, thresholds: &StatusThresholds) -> Result<StatusRe
     let db = ops.store.database();
     let outbox = db.collection::<Document>(COLL_OUTBOX);
     let now = DateTime::now();
-    let pending = outbox.count_documents(doc! {"status": OutboxStatus::Pending}).await?;
+    let pending = outbox
+        .count_documents(doc! {"status": OutboxStatus::Pending})
+        .await?;
     let due = outbox
         .count_documents(doc! {"status": OutboxStatus::Pending, "nextAttemptAt": {"$lte": now}})
         .await?;
-    let dead = outbox.count_documents(doc! {"status": OutboxStatus::Dead}).await?;
+    let dead = outbox
+        .count_documents(doc! {"status": OutboxStatus::Dead})
+        .await?;
     let done_last_minute = outbox
-        .count_documents(doc! {"status": OutboxStatus::Done, "doneAt": {"$gte": ago(Duration::from_secs(60))}})
+        .count_documents(
+            doc! {"status": OutboxStatus::Done, "doneAt": {"$gte": ago(Duration::from_secs(60))}},
+        )
         .await?;
 
     let oldest = outbox

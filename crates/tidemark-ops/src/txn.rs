@@ -4,9 +4,9 @@
 
 use futures::future::BoxFuture;
 use mongodb::error::Error as MongoError;
-use tidemark_store::mongo_error;
 use mongodb::{Client, ClientSession};
 use std::time::Duration;
+use tidemark_store::mongo_error;
 
 const MAX_ATTEMPTS: u32 = 30;
 
@@ -48,7 +48,8 @@ where
                     match session.commit_transaction().await {
                         Ok(()) => return Ok(v),
                         Err(e)
-                            if mongo_error::is_unknown_commit(&e) && commit_attempt < MAX_ATTEMPTS =>
+                            if mongo_error::is_unknown_commit(&e)
+                                && commit_attempt < MAX_ATTEMPTS =>
                         {
                             tokio::time::sleep(pause(commit_attempt)).await;
                         }

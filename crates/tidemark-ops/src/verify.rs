@@ -21,16 +21,16 @@
 //! `Store::enqueue_reindex` (one transaction per page); orphan vectors are deleted from Chroma.
 //! With `dry_run` it only counts what it would do. The worker then does the rest.
 
-use tidemark_core::OutboxStatus;
+use crate::verify_chunks::{classify, Expected};
 use crate::{Ops, OpsError, Progress};
 use bson::{doc, oid::ObjectId, Bson, Document};
 use futures::TryStreamExt;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use tidemark_core::vector_meta::{keys, meta_str, Metadata};
-use crate::verify_chunks::{classify, Expected};
 use tidemark_core::ids::document_of_vector;
+use tidemark_core::vector_meta::{keys, meta_str, Metadata};
+use tidemark_core::OutboxStatus;
 use tidemark_core::ScanCursor;
 use tidemark_core::{COLL_DOCUMENTS, COLL_OUTBOX};
 
@@ -551,7 +551,10 @@ async fn scan_orphans(
         if !all_orphans.is_empty() {
             if !rep.dry_run {
                 ops.index.delete(&all_orphans).await?;
-                tracing::info!(vectors = all_orphans.len(), "repair: orphan vectors deleted");
+                tracing::info!(
+                    vectors = all_orphans.len(),
+                    "repair: orphan vectors deleted"
+                );
             }
             rep.orphans_deleted += all_orphans.len() as u64;
         }

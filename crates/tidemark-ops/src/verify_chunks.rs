@@ -28,13 +28,20 @@ fn settings_difference(m: &Metadata, want: Option<&str>) -> Option<String> {
 }
 
 /// `None` when the vectors match the document; else `("missing" | "stale", differences)`.
-pub fn classify(want: &Expected<'_>, vectors: &[(&str, &Metadata)]) -> Option<(&'static str, Vec<String>)> {
+pub fn classify(
+    want: &Expected<'_>,
+    vectors: &[(&str, &Metadata)],
+) -> Option<(&'static str, Vec<String>)> {
     if vectors.is_empty() {
         return Some(("missing", Vec::new()));
     }
     let mut diff = Vec::new();
     for (id, m) in vectors {
-        let prefix = if want.chunked { format!("{id}: ") } else { String::new() };
+        let prefix = if want.chunked {
+            format!("{id}: ")
+        } else {
+            String::new()
+        };
         for d in differences(m, want.content_hash, want.version, want.model) {
             diff.push(format!("{prefix}{d}"));
         }
@@ -51,14 +58,20 @@ pub fn classify(want: &Expected<'_>, vectors: &[(&str, &Metadata)]) -> Option<(&
 /// Missing chunk numbers, chunks beyond the count, and disagreeing counts.
 fn chunk_set_differences(vectors: &[(&str, &Metadata)]) -> Vec<String> {
     let mut out = Vec::new();
-    let counts: Vec<i64> = vectors.iter().filter_map(|(_, m)| meta_i64(m, keys::CHUNKS)).collect();
+    let counts: Vec<i64> = vectors
+        .iter()
+        .filter_map(|(_, m)| meta_i64(m, keys::CHUNKS))
+        .collect();
     let Some(&n) = counts.iter().max() else {
         return vec!["no chunk carries `chunks`: not made by a chunking index".into()];
     };
     if counts.iter().any(|&c| c != n) || counts.len() != vectors.len() {
         out.push(format!("chunks disagree on the chunk count (largest {n})"));
     }
-    let present: Vec<i64> = vectors.iter().filter_map(|(_, m)| meta_i64(m, keys::CHUNK)).collect();
+    let present: Vec<i64> = vectors
+        .iter()
+        .filter_map(|(_, m)| meta_i64(m, keys::CHUNK))
+        .collect();
     let want_n = counts.iter().min().copied().unwrap_or(n);
     for k in 0..want_n {
         if !present.contains(&k) {
@@ -108,23 +121,50 @@ mod tests {
     #[test]
     fn chunk_set_problems_are_stale_and_named() {
         let cases: [(Vec<Metadata>, &str); 4] = [
-            (vec![chunk(0, 3, 2), chunk(2, 3, 2)], "chunk 1 of 3 is missing"),
-            (vec![chunk(0, 1, 2), chunk(1, 3, 1), chunk(2, 3, 1)], "beyond the chunk count 1"),
-            (vec![chunk(0, 2, 2), chunk(1, 2, 1)], "version: vector 1 != document 2"),
-            (vec![chunk(0, 1, 2)].into_iter().map(|mut m| { m.insert("chunking".into(), json!("old")); m }).collect(), "chunking: vector old"),
+            (
+                vec![chunk(0, 3, 2), chunk(2, 3, 2)],
+                "chunk 1 of 3 is missing",
+            ),
+            (
+                vec![chunk(0, 1, 2), chunk(1, 3, 1), chunk(2, 3, 1)],
+                "beyond the chunk count 1",
+            ),
+            (
+                vec![chunk(0, 2, 2), chunk(1, 2, 1)],
+                "version: vector 1 != document 2",
+            ),
+            (
+                vec![chunk(0, 1, 2)]
+                    .into_iter()
+                    .map(|mut m| {
+                        m.insert("chunking".into(), json!("old"));
+                        m
+                    })
+                    .collect(),
+                "chunking: vector old",
+            ),
         ];
         for (vs, needle) in cases {
             let (kind, diff) = run(&vs).expect("drift");
             assert_eq!(kind, "stale");
-            assert!(diff.iter().any(|d| d.contains(needle)), "{needle}: {diff:?}");
+            assert!(
+                diff.iter().any(|d| d.contains(needle)),
+                "{needle}: {diff:?}"
+            );
         }
     }
 
     #[test]
     fn no_vector_is_missing_and_unchunked_settings_are_checked() {
         assert_eq!(run(&[]).unwrap().0, "missing");
-        let m = json!({"contentHash": "h", "version": 2, "model": "m"}).as_object().unwrap().clone();
-        let plain = Expected { fingerprint: None, ..want(false) };
+        let m = json!({"contentHash": "h", "version": 2, "model": "m"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let plain = Expected {
+            fingerprint: None,
+            ..want(false)
+        };
         assert_eq!(classify(&plain, &[("d", &m)]), None);
         let (_, diff) = classify(&want(false), &[("d", &m)]).unwrap();
         assert!(diff[0].starts_with("chunking: vector (none)"), "{diff:?}");

@@ -250,7 +250,10 @@ impl Outbox {
             .get_datetime("nextAttemptAt")
             .map(|t| t.timestamp_millis())
             .unwrap_or_else(|_| DateTime::now().timestamp_millis());
-        if let Ok(u) = d.get_document("lease").and_then(|l| l.get_datetime("until")) {
+        if let Ok(u) = d
+            .get_document("lease")
+            .and_then(|l| l.get_datetime("until"))
+        {
             at = at.max(u.timestamp_millis());
         }
         Ok(Some(DateTime::from_millis(at)))
@@ -308,7 +311,11 @@ mod tests {
             oldest_pending: Some(DateTime::from_millis(12_000)),
             ..c
         };
-        assert_eq!(future.lag(now), Duration::ZERO, "clock skew never goes negative");
+        assert_eq!(
+            future.lag(now),
+            Duration::ZERO,
+            "clock skew never goes negative"
+        );
     }
 
     #[test]

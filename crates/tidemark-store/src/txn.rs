@@ -12,7 +12,6 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-
 /// How a transaction body failed.
 #[derive(Debug)]
 pub(crate) enum TxnError {
@@ -144,10 +143,7 @@ async fn commit(session: &mut ClientSession, policy: RetryPolicy) -> Result<(), 
     loop {
         match session.commit_transaction().await {
             Ok(()) => return Ok(()),
-            Err(e)
-                if mongo_error::is_unknown_commit(&e)
-                    && attempt + 1 < policy.max_attempts =>
-            {
+            Err(e) if mongo_error::is_unknown_commit(&e) && attempt + 1 < policy.max_attempts => {
                 attempt += 1;
                 tracing::debug!(attempt, error = %e, "commit result unknown; retrying commit");
                 tokio::time::sleep(policy.delay(attempt)).await;

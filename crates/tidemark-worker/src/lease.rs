@@ -11,10 +11,10 @@
 
 use crate::locks::DocLocks;
 use bson::{oid::ObjectId, DateTime};
-use tidemark_store::outbox::{later, Outbox};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tidemark_store::outbox::{later, Outbox};
 
 /// A batch's claims (locked documents, leased entries), when they were last known to be
 /// held, and whether one was lost.

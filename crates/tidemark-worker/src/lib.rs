@@ -55,7 +55,9 @@ pub use metrics::{render as render_metrics, Metrics};
 pub use report::{BatchReport, WorkerStats};
 pub use run::StopReport;
 pub use server::serve_http;
-pub use tidemark_core::vector_meta::{flatten_metadata, metadata_equal, vector_metadata, SYSTEM_KEYS};
+pub use tidemark_core::vector_meta::{
+    flatten_metadata, metadata_equal, vector_metadata, SYSTEM_KEYS,
+};
 pub use worker::Worker;
 
 /// Errors that stop a worker call (per-entry failures are recorded on the entries instead).

@@ -186,8 +186,14 @@ impl Shape {
                 let id = if t.chunks.is_some() {
                     m.insert(keys::CHUNK.into(), json!(c.index));
                     m.insert(keys::CHUNKS.into(), json!(n));
-                    m.insert(keys::SPAN_START.into(), json!(char_offset(&doc.content, c.start)));
-                    m.insert(keys::SPAN_END.into(), json!(char_offset(&doc.content, c.end)));
+                    m.insert(
+                        keys::SPAN_START.into(),
+                        json!(char_offset(&doc.content, c.start)),
+                    );
+                    m.insert(
+                        keys::SPAN_END.into(),
+                        json!(char_offset(&doc.content, c.end)),
+                    );
                     tidemark_core::ids::chunk_vector_id(&doc.id, c.index)
                 } else {
                     tidemark_core::vector_id(&doc.id)

@@ -122,7 +122,12 @@ fn decide_table() {
     ];
     for (op, version, stored, want) in cases {
         let e = entry(1, 1, op, version);
-        let d = docs(stored.map(|v| document(1, v, "hello")).into_iter().collect());
+        let d = docs(
+            stored
+                .map(|v| document(1, v, "hello"))
+                .into_iter()
+                .collect(),
+        );
         let r = decide(vec![e], d, &shape());
         match want {
             Want::Delete => {
@@ -187,7 +192,10 @@ fn a_hash_that_does_not_match_the_content_is_permanent() {
 #[test]
 fn an_unreadable_document_is_permanent() {
     let mut d = Documents::new();
-    d.insert(oid(1), Err("invalid document: missing field `content`".into()));
+    d.insert(
+        oid(1),
+        Err("invalid document: missing field `content`".into()),
+    );
     let r = decide(vec![entry(1, 1, Op::Upsert, 1)], d, &shape());
     assert!(matches!(&r.outcomes[..], [(_, Outcome::Failed(f))] if f.permanent));
 }
@@ -220,7 +228,14 @@ fn compare_table() {
         ("nothing stored", Stored::default(), &d, false, 0, 1),
         ("same hash and metadata", stored_for(&d), &d, true, 0, 0),
         ("metadata only", stored_for(&d), &meta_changed, false, 1, 0),
-        ("content changed", stored_for(&d), &content_changed, false, 0, 1),
+        (
+            "content changed",
+            stored_for(&d),
+            &content_changed,
+            false,
+            0,
+            1,
+        ),
         ("other model", other_model, &d, false, 0, 1),
     ];
     for (name, stored, now, unchanged, updates, embeds) in cases {

@@ -88,8 +88,7 @@ impl Recorder<'_> {
         self.processed("dead", s.dead.len());
         for ((n, err), (ids, after)) in &s.retry {
             let w = self.cfg;
-            let delay =
-                crate::backoff::retry_delay_now(*n, w.backoff_base, w.backoff_max, *after);
+            let delay = crate::backoff::retry_delay_now(*n, w.backoff_base, w.backoff_max, *after);
             let next = later(DateTime::now(), delay);
             self.outbox.mark_retry(ids, self.owner, next, err).await?;
             report.retried += ids.len();
@@ -109,7 +108,11 @@ impl Recorder<'_> {
         for (id, outcome) in outcomes {
             let f = match outcome {
                 Outcome::Done(r) => {
-                    s.done.entry(r.as_str()).or_insert((r, Vec::new())).1.push(id);
+                    s.done
+                        .entry(r.as_str())
+                        .or_insert((r, Vec::new()))
+                        .1
+                        .push(id);
                     continue;
                 }
                 Outcome::Release => {

@@ -103,12 +103,13 @@ impl Worker {
         let mut tasks = Vec::new();
         if !p.cfg.metrics.addr.is_empty() {
             let addr = p.cfg.metrics.addr.clone();
-            let listener = tokio::net::TcpListener::bind(&addr)
-                .await
-                .map_err(|e| WorkerError::Http {
-                    addr: addr.clone(),
-                    reason: e.to_string(),
-                })?;
+            let listener =
+                tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .map_err(|e| WorkerError::Http {
+                        addr: addr.clone(),
+                        reason: e.to_string(),
+                    })?;
             let mut rx = stop.clone();
             let srv = crate::server::serve_http(self.clone(), listener, async move {
                 let _ = rx.wait_for(|s| *s).await;
@@ -242,7 +243,10 @@ impl Worker {
         let at = |share: f64| started + deadline.mul_f64(share);
         let mut finished = true;
         if !in_flight.is_empty() {
-            tracing::info!(batches = in_flight.len(), "shutdown requested; finishing the batches in hand");
+            tracing::info!(
+                batches = in_flight.len(),
+                "shutdown requested; finishing the batches in hand"
+            );
             let finish = async {
                 while let Some(r) = in_flight.join_next().await {
                     log_batch(r);

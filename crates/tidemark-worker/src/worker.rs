@@ -184,12 +184,18 @@ impl Worker {
 
     /// Claims and processes at most one batch of due entries.
     pub async fn process_once(&self) -> Result<BatchReport, WorkerError> {
-        let claimed = self.claimer().claim(self.parts.cfg.worker.batch_size).await?;
+        let claimed = self
+            .claimer()
+            .claim(self.parts.cfg.worker.batch_size)
+            .await?;
         self.process_claimed(claimed).await
     }
 
     /// Processes a claimed batch (possibly empty) and releases its document locks.
-    pub(crate) async fn process_claimed(&self, claimed: Claimed) -> Result<BatchReport, WorkerError> {
+    pub(crate) async fn process_claimed(
+        &self,
+        claimed: Claimed,
+    ) -> Result<BatchReport, WorkerError> {
         let p = &self.parts;
         let mut report = BatchReport {
             blocked: claimed.blocked,

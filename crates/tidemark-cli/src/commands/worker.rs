@@ -48,7 +48,8 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         let report = worker.run(stop).await?;
         anyhow::Ok(report.is_clean())
     });
-    rt.shutdown_timeout(Duration::from_secs(1));
+    // Every stop step is already bounded by worker.shutdown_deadline; do not wait long here.
+    rt.shutdown_timeout(Duration::from_millis(200));
     // Exit 3: stopped in time, but leases or locks were left to expire (see the last log line).
     Ok(if result? {
         ExitCode::SUCCESS
