@@ -21,6 +21,7 @@ use futures::TryStreamExt;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
 use store_support::{all_entries, drop_db, fresh_store};
 use tidemark_core::config::{EmbedderKind, Limits};
 use tidemark_core::{content_hash, Op, OutboxResult, OutboxStatus};
@@ -255,7 +256,7 @@ fn spawn_racer(db: &str, ids: &[String]) -> (Child, BufReader<ChildStdout>) {
 
 /// One round of first puts of `ids`, sent at the same moment from node and from the Rust store;
 /// checks the outcome and returns how many transaction retries the two writers needed.
-async fn race_round(store: &Store, db: &str, ids: &[String]) -> u64 {
+async fn race_round(store: &Store, db: &str, ids: &[String], head_start: Duration) -> u64 {
     let (db, args) = (db.to_string(), ids.to_vec());
     let (mut child, mut out) = tokio::task::spawn_blocking(move || spawn_racer(&db, &args))
         .await
@@ -264,6 +265,9 @@ async fn race_round(store: &Store, db: &str, ids: &[String]) -> u64 {
     let mut go = child.stdin.take().unwrap();
     go.write_all(b"go\n").unwrap();
     drop(go);
+    // node needs a moment to wake up and send; the Rust side waits a little, differently per
+    // round, so that the two sides' transactions overlap in some round.
+    tokio::time::sleep(head_start).await;
     let puts = ids
         .iter()
         .map(|id| store.put(NewDocument::new(id, "race", format!("rust {id}"))));
@@ -320,7 +324,7 @@ async fn race_round(store: &Store, db: &str, ids: &[String]) -> u64 {
     }
     let rust_retries = store.transaction_retries() - before;
     eprintln!(
-        "race of {} ids: retries: rust {rust_retries}, node {}",
+        "race of {} ids, Rust {head_start:?} later: retries: rust {rust_retries}, node {}",
         ids.len(),
         node["retries"]
     );
@@ -331,16 +335,17 @@ async fn race_round(store: &Store, db: &str, ids: &[String]) -> u64 {
 async fn concurrent_first_insert_from_ts_and_rust() {
     let (store, cfg) = fresh_store("ts_race").await;
     let mut retries = 0;
-    for round in 0..3 {
-        let ids: Vec<String> = (0..10).map(|i| format!("race-{round}-{i}")).collect();
-        retries += race_round(&store, &cfg.mongodb.database, &ids).await;
+    for (round, ms) in [0, 2, 5, 10, 20, 40].into_iter().enumerate() {
+        let ids: Vec<String> = (0..20).map(|i| format!("race-{round}-{i}")).collect();
+        let head_start = Duration::from_millis(ms);
+        retries += race_round(&store, &cfg.mongodb.database, &ids, head_start).await;
         if retries > 0 {
             break;
         }
     }
     assert!(
         retries > 0,
-        "the writers never collided in three rounds: no race was tested"
+        "the writers never collided in six rounds: no race was tested"
     );
     drop_db(&store).await;
 }
