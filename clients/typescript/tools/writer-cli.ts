@@ -4,7 +4,7 @@
 //   MONGODB_URI=... TIDEMARK_MONGODB_DATABASE=db node dist/tools/writer-cli.js COMMAND ...
 //   put CONTENT_ID TYPE CONTENT [METADATA_JSON]     the put's outcome
 //   delete CONTENT_ID                                the delete's outcome, or null
-//   race START_EPOCH_MS CONTENT_ID...                waits until START, then puts every id at once
+//   race CONTENT_ID...        prints ready, waits for a line on stdin, then puts every id at once
 //   validate LIMITS_JSON < documents, one JSON a line   per line: null if valid, else the message
 //   ensure-schema
 import { createInterface } from "node:readline";
@@ -37,13 +37,19 @@ async function validateLines(limitsJson: string): Promise<void> {
   }
 }
 
-async function race(w: TidemarkWriter, startAt: number, ids: string[]): Promise<unknown> {
-  const lateMs = Date.now() - startAt;
-  if (lateMs < 0) await new Promise((r) => setTimeout(r, -lateMs));
+/**
+ * Opens a connection per id, prints `ready`, waits for a line on stdin, then puts every id at
+ * once: the caller starts its own writes of the same ids when it sends that line.
+ */
+async function race(w: TidemarkWriter, ids: string[]): Promise<unknown> {
+  await Promise.all(ids.map(() => w.db.command({ ping: 1 })));
+  console.log("ready");
+  await new Promise((resolve) => process.stdin.once("data", resolve));
+  process.stdin.destroy();
   const outs = await Promise.all(
     ids.map((id) => w.put({ contentId: id, type: "race", content: `ts ${id}` })),
   );
-  return { lateMs: Math.max(0, lateMs), retries: w.transactionRetries, outcomes: outs.map(json) };
+  return { retries: w.transactionRetries, outcomes: outs.map(json) };
 }
 
 async function main(argv: string[]): Promise<unknown> {
@@ -63,7 +69,7 @@ async function main(argv: string[]): Promise<unknown> {
       case "delete":
         return json(await w.delete(args[0] ?? ""));
       case "race":
-        return race(w, Number(args[0]), args.slice(1));
+        return await race(w, args);
       case "ensure-schema":
         await w.ensureSchema();
         return "ok";
