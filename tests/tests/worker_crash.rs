@@ -43,6 +43,13 @@ fn spawn_worker(config: &std::path::Path) -> Child {
         .expect("start tidemark worker")
 }
 
+/// The last 20 lines of a worker log, for failure messages.
+fn log_tail(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(20).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_import_loses_nothing() {
     let mut cfg = test_config("wk_crash");
@@ -98,11 +105,9 @@ async fn kill_9_during_import_loses_nothing() {
         let ms: u64 = rng.random_range(400..2000) + 300 * stalled as u64;
         tokio::time::sleep(Duration::from_millis(ms)).await;
         if let Some(status) = child.try_wait().unwrap() {
-            let log = std::fs::read_to_string(dir.join("worker.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
             panic!(
                 "worker exited early ({status}); its last log lines:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                log_tail(&dir.join("worker.log"))
             );
         }
         child.kill().unwrap(); // SIGKILL
@@ -140,13 +145,11 @@ async fn kill_9_during_import_loses_nothing() {
         if last_progress.elapsed() > Duration::from_secs(60)
             || t0.elapsed() > Duration::from_secs(180)
         {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(20).collect();
             break Err(format!(
                 "{pending} pending after {:?} (worker started: {up}, alive: {}); last log lines:\n{}",
                 t0.elapsed(),
                 child.try_wait().unwrap().is_none(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                log_tail(&log)
             ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

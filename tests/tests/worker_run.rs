@@ -20,7 +20,7 @@ fn spawn_run(
     w: &Worker,
 ) -> (
     tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), tidemark_worker::WorkerError>>,
+    tokio::task::JoinHandle<Result<tidemark_worker::StopReport, tidemark_worker::WorkerError>>,
 ) {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let w = w.clone();
@@ -56,6 +56,27 @@ async fn saved_token(env: &Env) -> Option<Document> {
     row.get_document("resumeToken").ok().cloned()
 }
 
+/// Overwrites the saved stream position of the test's worker group.
+async fn save_position(env: &Env, resume_token: Document, event_token: Document) {
+    env.store
+        .database()
+        .collection::<Document>(COLL_SYNC_STATE)
+        .update_one(
+            doc! {"_id": &env.cfg.worker.group},
+            doc! {"$set": {"resumeToken": resume_token, "eventToken": event_token}},
+        )
+        .await
+        .unwrap();
+}
+
+/// How often `w` restarted its change stream from now for `reason`.
+fn restarts(w: &Worker, reason: &str) -> u64 {
+    w.metrics()
+        .change_stream_restarts_total
+        .with_label_values(&[reason])
+        .get()
+}
+
 /// A worker with a long sweep interval (only the change stream delivers new writes quickly)
 /// drains 20 documents and stops; returns the saved resume token.
 async fn first_worker_drains_and_saves(prefix: &str) -> (Env, Document) {
@@ -85,19 +106,13 @@ async fn invalid_resume_token_restarts_from_now_and_misses_nothing() {
 
     // Written while no worker runs, then the token is damaged.
     env.store.put_many(docs("b", 30)).await.unwrap();
-    env.store
-        .database()
-        .collection::<Document>(COLL_SYNC_STATE)
-        .update_one(
-            doc! {"_id": &env.cfg.worker.group},
-            // Both the post-batch token and the last event's token (the fallback).
-            doc! {"$set": {
-                "resumeToken": {"_data": "82FFFFFFFF000000012B0229296E04"},
-                "eventToken": {"_data": "82FFFFFFFE000000012B0229296E04"},
-            }},
-        )
-        .await
-        .unwrap();
+    // Both the post-batch token and the last event's token (the fallback).
+    save_position(
+        &env,
+        doc! {"_data": "82FFFFFFFF000000012B0229296E04"},
+        doc! {"_data": "82FFFFFFFE000000012B0229296E04"},
+    )
+    .await;
     let w2 = env.worker();
     let (stop, h) = spawn_run(&w2);
     env.store.put_many(docs("c", 10)).await.unwrap();
@@ -105,11 +120,7 @@ async fn invalid_resume_token_restarts_from_now_and_misses_nothing() {
         count_status(&env.store, "done").await == 60
     })
     .await;
-    let restarts = w2
-        .metrics()
-        .change_stream_restarts_total
-        .with_label_values(&["invalid_token"])
-        .get();
+    let invalid_token_restarts = restarts(&w2, "invalid_token");
     // New writes after the restart are seen by the new stream.
     env.store.put_many(docs("d", 5)).await.unwrap();
     let more = wait_until(Duration::from_secs(20), || async {
@@ -119,7 +130,10 @@ async fn invalid_resume_token_restarts_from_now_and_misses_nothing() {
     stop.send(()).unwrap();
     h.await.unwrap().unwrap();
     assert!(all && more, "no entry missed");
-    assert_eq!(restarts, 1, "the invalid token is counted once");
+    assert_eq!(
+        invalid_token_restarts, 1,
+        "the invalid token is counted once"
+    );
     let new_token = saved_token(&env).await.unwrap();
     assert_ne!(new_token, token);
     assert_ne!(
@@ -179,18 +193,12 @@ async fn a_clean_restart_resumes_from_the_saved_token() {
         post_batch = stream.resume_token().unwrap();
     }
     drop(stream);
-    env.store
-        .database()
-        .collection::<Document>(COLL_SYNC_STATE)
-        .update_one(
-            doc! {"_id": &env.cfg.worker.group},
-            doc! {"$set": {
-                "resumeToken": bson::to_document(&post_batch).unwrap(),
-                "eventToken": bson::to_document(&event.id).unwrap(),
-            }},
-        )
-        .await
-        .unwrap();
+    save_position(
+        &env,
+        bson::to_document(&post_batch).unwrap(),
+        bson::to_document(&event.id).unwrap(),
+    )
+    .await;
 
     // Written while no worker runs; the next worker resumes the stream where the last left it.
     env.store.put_many(docs("b", 15)).await.unwrap();
@@ -204,18 +212,12 @@ async fn a_clean_restart_resumes_from_the_saved_token() {
     stop.send(()).unwrap();
     h.await.unwrap().unwrap();
     assert!(ok, "no entry missed");
-    let restarts = |reason: &str| {
-        w2.metrics()
-            .change_stream_restarts_total
-            .with_label_values(&[reason])
-            .get()
-    };
     assert_eq!(
-        restarts("invalid_token"),
+        restarts(&w2, "invalid_token"),
         0,
         "the saved position was resumed"
     );
-    assert_eq!(restarts("history_lost"), 0);
+    assert_eq!(restarts(&w2, "history_lost"), 0);
     env.assert_consistent().await;
     env.cleanup().await;
 }

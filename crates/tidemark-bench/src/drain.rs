@@ -10,7 +10,7 @@ use crate::{data, embedders, write, BenchError, Ctx};
 use bson::{doc, DateTime};
 use std::time::{Duration, Instant};
 use tidemark_chroma::{Metadata, VectorRecord};
-use tidemark_core::{collection_name, vector_id};
+use tidemark_core::{collection_name, vector_id, OutboxStatus};
 use tidemark_embed::{Embedder, SharedEmbedder};
 use tidemark_store::{NewDocument, PutOutcome, Store};
 
@@ -114,7 +114,7 @@ pub async fn wait_drained_within(
         if processed >= expected {
             let pending = store
                 .outbox()
-                .count_documents(doc! {"status": "pending"})
+                .count_documents(doc! {"status": OutboxStatus::Pending})
                 .await?;
             if pending == 0 {
                 break;
@@ -142,7 +142,7 @@ pub async fn done_stats(store: &Store, since_ms: i64) -> Result<Drained, BenchEr
     let since = DateTime::from_millis(since_ms);
     let mut cur = raw
         .aggregate([
-            doc! {"$match": {"status": "done", "doneAt": {"$gte": since}}},
+            doc! {"$match": {"status": OutboxStatus::Done, "doneAt": {"$gte": since}}},
             doc! {"$group": {"_id": null, "n": {"$sum": 1}, "first": {"$min": "$doneAt"}, "last": {"$max": "$doneAt"}}},
         ])
         .await?;
@@ -168,7 +168,7 @@ pub async fn done_stats(store: &Store, since_ms: i64) -> Result<Drained, BenchEr
             .map(|t| t.timestamp_millis())
             .unwrap_or(0);
     }
-    d.dead = raw.count_documents(doc! {"status": "dead"}).await?;
+    d.dead = raw.count_documents(doc! {"status": OutboxStatus::Dead}).await?;
     Ok(d)
 }
 
@@ -255,26 +255,21 @@ pub fn record_stages(report: &mut Report, section: &str, metrics: &str, window_s
     );
 }
 
-/// Chroma metadata shaped like the worker's (contract fields plus flattened document metadata).
+/// Vector metadata exactly as the worker writes it (the one definition in tidemark-core).
 fn vector_metadata(doc: &NewDocument, out: &PutOutcome, model: &str) -> Metadata {
-    let mut m = Metadata::new();
-    m.insert("documentId".into(), out.document_id.to_hex().into());
-    m.insert("contentId".into(), out.content_id.clone().into());
-    m.insert("type".into(), doc.doc_type.clone().into());
-    m.insert("version".into(), out.version.into());
-    m.insert("contentHash".into(), out.content_hash.clone().into());
-    m.insert("model".into(), model.into());
-    m.insert("timestamp".into(), chrono::Utc::now().to_rfc3339().into());
-    if let Some(obj) = doc.metadata.as_object() {
-        for (k, v) in obj {
-            let v = match v {
-                serde_json::Value::Array(_) | serde_json::Value::Object(_) => v.to_string().into(),
-                other => other.clone(),
-            };
-            m.insert(k.clone(), v);
-        }
-    }
-    m
+    let record = tidemark_core::DocumentRecord {
+        id: out.document_id,
+        content_id: out.content_id.clone(),
+        doc_type: doc.doc_type.clone(),
+        content: doc.content.clone(),
+        metadata: bson::to_document(&doc.metadata).unwrap_or_default(),
+        timestamp: DateTime::now(),
+        version: out.version,
+        content_hash: out.content_hash.clone(),
+        vector_id: None,
+        indexed_version: None,
+    };
+    tidemark_core::vector_metadata(&record, model)
 }
 
 /// Embeds `texts` in batches of `batch`; returns the vectors and the time taken.

@@ -3,6 +3,7 @@
 //! worker cannot slow the offered load); the lag of each entry is `doneAt - createdAt` from
 //! the outbox (`createdAt` is set just before the commit, so this slightly over-states it).
 
+use tidemark_core::OutboxStatus;
 use crate::drain::{record_stages, wait_drained};
 use crate::report::Report;
 use crate::stats::{percentile, rate};
@@ -66,7 +67,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report, capacity: f64) -> Result<(), Be
     let mut cur = store
         .database()
         .collection::<bson::Document>("outbox")
-        .find(doc! {"status": "done"})
+        .find(doc! {"status": OutboxStatus::Done})
         .projection(doc! {"contentId": 1, "createdAt": 1, "doneAt": 1})
         .await?;
     let mut lags = Vec::with_capacity(total);

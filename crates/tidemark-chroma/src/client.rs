@@ -335,6 +335,29 @@ impl ChromaClient {
         Self::check(resp).await?.json().await.map_err(transport)
     }
 
+    /// The records whose metadata matches `filter` (a Chroma `where`), metadata only.
+    pub async fn get_where(
+        &self,
+        collection_id: &str,
+        filter: &Value,
+    ) -> Result<Vec<StoredRecord>, ChromaError> {
+        let body = json!({"where": filter, "include": ["metadatas"]});
+        let got: GetBody = self
+            .post_json(&format!("/collections/{collection_id}/get"), &body)
+            .await?;
+        Ok(Self::records(got))
+    }
+
+    /// Deletes the records whose metadata matches `filter` (a Chroma `where`).
+    pub async fn delete_where(&self, collection_id: &str, filter: &Value) -> Result<(), ChromaError> {
+        self.post(
+            &format!("/collections/{collection_id}/delete"),
+            &json!({"where": filter}),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// The `k` nearest records to `embedding`, nearest first.
     pub async fn query(
         &self,
@@ -345,8 +368,7 @@ impl ChromaClient {
         self.query_where(collection_id, embedding, k, None).await
     }
 
-    /// The `k` nearest records to `embedding` among those matching the metadata filter `filter`
-    /// (Chroma's `where`), nearest first.
+    /// The `k` nearest records to `embedding` among those matching `filter`, nearest first.
     pub async fn query_where(
         &self,
         collection_id: &str,

@@ -9,16 +9,23 @@
 //! other 4xx answers (e.g. a dimension mismatch) are [`ChromaError::Permanent`] with the
 //! server's message.
 
+//!
+//! - `client`: [`ChromaClient`], one method per v2 call
+//! - `index`: [`ChromaIndex`], the `tidemark_core::VectorIndex` implementation
+//! - `split`: request splitting under the body and batch caps
+
 mod client;
+mod index;
 mod split;
 
 pub use client::ChromaClient;
+pub use index::ChromaIndex;
 pub use split::{encode_embedding, split_batches};
 
 use std::time::Duration;
 
 /// Metadata of one vector: Chroma accepts string, integer, float and boolean values.
-pub type Metadata = serde_json::Map<String, serde_json::Value>;
+pub use tidemark_core::vector_meta::Metadata;
 
 /// The server rejects bodies above 40 MiB; stay well below it.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;

@@ -70,8 +70,11 @@ pub fn progress_bar(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
 /// Listens for SIGTERM and SIGINT from this moment on and returns a future that completes on
 /// the first of them. Called before the slow parts of start-up (model load, connections), so a
 /// stop signal that arrives while a daemon starts makes it stop gracefully instead of killing it
-/// with the default action. Needs the runtime entered (`rt.enter()`).
-pub fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+/// with the default action. The listeners are registered with `rt`.
+pub fn stop_signal(
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let _entered = rt.enter();
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -50,6 +50,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub status: StatusThresholds,
+    pub chunking: crate::chunking::ChunkingConfig,
     pub serve: ServeConfig,
 }
 
@@ -370,6 +371,8 @@ impl Config {
             }
             EmbedderKind::Hash => {}
         }
+
+        self.chunking.validate(&self.embedder)?;
 
         let w = &self.worker;
         non_empty("worker.group", &w.group)?;

@@ -52,6 +52,23 @@ pub enum OutboxStatus {
     Dead,
 }
 
+impl OutboxStatus {
+    /// The value stored in `outbox.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Done => "done",
+            OutboxStatus::Dead => "dead",
+        }
+    }
+}
+
+impl From<OutboxStatus> for bson::Bson {
+    fn from(s: OutboxStatus) -> bson::Bson {
+        bson::Bson::String(s.as_str().to_string())
+    }
+}
+
 /// How a done entry was resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -74,6 +91,12 @@ impl OutboxResult {
             OutboxResult::Superseded => "superseded",
             OutboxResult::Deleted => "deleted",
         }
+    }
+}
+
+impl From<OutboxResult> for bson::Bson {
+    fn from(r: OutboxResult) -> bson::Bson {
+        bson::Bson::String(r.as_str().to_string())
     }
 }
 

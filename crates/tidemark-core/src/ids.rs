@@ -7,6 +7,16 @@ pub fn vector_id(document_id: &ObjectId) -> String {
     document_id.to_hex()
 }
 
+/// Vector id of chunk `chunk` of a document: `<_id hex>:<chunk>`.
+pub fn chunk_vector_id(document_id: &ObjectId, chunk: usize) -> String {
+    format!("{}:{chunk}", document_id.to_hex())
+}
+
+/// The document a vector id belongs to (a plain `_id` hex, or a chunk id).
+pub fn document_of_vector(id: &str) -> Option<ObjectId> {
+    ObjectId::parse_str(id.split(':').next()?).ok()
+}
+
 /// A model id reduced to `[a-z0-9-]`, e.g. `sentence-transformers/all-MiniLM-L6-v2` becomes
 /// `sentence-transformers-all-minilm-l6-v2`. Runs of other characters become one `-`.
 pub fn model_slug(model: &str) -> String {
@@ -45,6 +55,16 @@ mod tests {
         );
         assert_eq!(model_slug("  a//b__c  "), "a-b-c");
         assert_eq!(collection_name("docs", "hash-384"), "docs__hash-384");
+    }
+
+    #[test]
+    fn chunk_ids_name_their_document() {
+        let id = ObjectId::parse_str("65f0c0ffee00000000000001").unwrap();
+        let c = chunk_vector_id(&id, 7);
+        assert_eq!(c, "65f0c0ffee00000000000001:7");
+        assert_eq!(document_of_vector(&c), Some(id));
+        assert_eq!(document_of_vector(&vector_id(&id)), Some(id));
+        assert_eq!(document_of_vector("legacy-42"), None);
     }
 
     #[test]

@@ -38,6 +38,12 @@ pub trait Embedder: Send + Sync {
     fn model_id(&self) -> &str;
     /// Length of every vector this embedder returns.
     fn dimension(&self) -> usize;
+    /// Tokens `text` costs this model, without its special tokens (for chunking). Providers
+    /// without a tokenizer here use the stated approximation
+    /// ([`tidemark_core::chunk::ApproxCounter`]: one token per three bytes).
+    fn count_tokens(&self, text: &str) -> usize {
+        tidemark_core::chunk::TokenCounter::count(&tidemark_core::chunk::ApproxCounter, text)
+    }
     /// Embeds `texts` (any count; providers split into batches of their own maximum size).
     /// Returns exactly one vector of `dimension()` floats per text, in order.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;

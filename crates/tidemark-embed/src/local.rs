@@ -36,6 +36,8 @@ pub struct LocalEmbedder {
 struct Inner {
     model: BertModel,
     tokenizer: Tokenizer,
+    /// The same tokenizer without truncation or padding, for counting tokens (chunking).
+    counter: Tokenizer,
     max_len: usize,
     device: Device,
 }
@@ -86,6 +88,11 @@ impl LocalEmbedder {
 
         let mut tokenizer = Tokenizer::from_file(file(model_dir, "tokenizer.json")?)
             .map_err(|e| cfg_err("tokenizer.json", e))?;
+        let mut counter = tokenizer.clone();
+        counter.with_padding(None);
+        counter
+            .with_truncation(None)
+            .map_err(|e| cfg_err("tokenizer truncation", e))?;
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: max_len,
@@ -109,6 +116,7 @@ impl LocalEmbedder {
             inner: Arc::new(Inner {
                 model,
                 tokenizer,
+                counter,
                 max_len,
                 device,
             }),
@@ -193,6 +201,14 @@ impl Embedder for LocalEmbedder {
 
     fn dimension(&self) -> usize {
         self.dimension
+    }
+
+    /// The model's own WordPiece count, without `[CLS]`/`[SEP]`.
+    fn count_tokens(&self, text: &str) -> usize {
+        match self.inner.counter.encode(text, false) {
+            Ok(e) => e.get_ids().len(),
+            Err(_) => tidemark_core::chunk::TokenCounter::count(&tidemark_core::chunk::ApproxCounter, text),
+        }
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {

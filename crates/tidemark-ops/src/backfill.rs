@@ -20,6 +20,7 @@
 //! `max_pending` throttles: before each batch the run waits while more entries than that are
 //! pending, so a re-embed of millions of documents does not flood the outbox.
 
+use tidemark_core::OutboxStatus;
 use crate::txn::{self, Body};
 use crate::{rfc3339, Ops, OpsError, Progress};
 use bson::{doc, oid::ObjectId, Bson, DateTime, Document};
@@ -172,14 +173,13 @@ async fn load_checkpoint(
 }
 
 fn is_duplicate(e: &mongodb::error::Error) -> bool {
-    use mongodb::error::{ErrorKind, WriteFailure};
-    matches!(e.kind.as_ref(), ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == 11000)
+    tidemark_store::mongo_error::is_duplicate_key(e)
 }
 
 /// Which of a page's documents to enqueue.
 async fn select(
     ops: &Ops,
-    cid: Option<&str>,
+    exists: bool,
     page: &[Document],
     missing_only: bool,
 ) -> Result<Vec<ObjectId>, OpsError> {
@@ -190,17 +190,16 @@ async fn select(
     if !missing_only {
         return Ok(ids);
     }
-    let in_chroma: HashSet<String> = match cid {
-        Some(cid) => {
-            let hex: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
-            ops.chroma
-                .get(cid, &hex, false)
-                .await?
-                .into_iter()
-                .map(|r| r.id)
-                .collect()
-        }
-        None => HashSet::new(),
+    let in_chroma: HashSet<String> = if exists {
+        let hex: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
+        ops.index
+            .fetch(&hex)
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    } else {
+        HashSet::new()
     };
     let version = |d: &Document, k: &str| match d.get(k) {
         Some(Bson::Int64(i)) => Some(*i),
@@ -228,7 +227,7 @@ async fn select(
         .collection::<Document>(COLL_OUTBOX)
         .distinct(
             "documentId",
-            doc! {"documentId": {"$in": &missing}, "status": "pending"},
+            doc! {"documentId": {"$in": &missing}, "status": OutboxStatus::Pending},
         )
         .await?
         .into_iter()
@@ -270,7 +269,7 @@ pub async fn backfill(
         return Ok(report);
     }
     let mut last: Option<ObjectId> = cp.get_object_id("lastId").ok();
-    let cid = ops.collection_id().await?;
+    let exists = ops.index_exists().await?;
     let docs = ops.store.database().collection::<Document>(COLL_DOCUMENTS);
     let mut base = doc! {};
     if let Some(t) = &opts.doc_type {
@@ -311,7 +310,7 @@ pub async fn backfill(
             report.completed = true;
             break;
         };
-        let chosen = select(ops, cid.as_deref(), &page, opts.missing_only).await?;
+        let chosen = select(ops, exists, &page, opts.missing_only).await?;
         let n = commit_batch(ops, &cp_id, last, page_last, &chosen, page.len() as u64).await?;
         last = Some(page_last);
         report.batches += 1;
@@ -332,7 +331,7 @@ async fn wait_for_room(ops: &Ops, max: u64) -> Result<(), OpsError> {
     let outbox = ops.store.database().collection::<Document>(COLL_OUTBOX);
     let mut logged = false;
     loop {
-        let pending = outbox.count_documents(doc! {"status": "pending"}).await?;
+        let pending = outbox.count_documents(doc! {"status": OutboxStatus::Pending}).await?;
         if pending <= max {
             return Ok(());
         }

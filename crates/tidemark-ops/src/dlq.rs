@@ -11,6 +11,7 @@
 //!   time of the attempt that killed it, or of the last retry) and creation are both older than
 //!   the given age. Pending and done entries are never touched.
 
+use tidemark_core::OutboxStatus;
 use crate::{ago, rfc3339, Ops, OpsError};
 use bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use futures::TryStreamExt;
@@ -88,8 +89,8 @@ fn outbox(ops: &Ops) -> mongodb::Collection<Document> {
 pub async fn list(ops: &Ops, limit: usize, before: Option<ObjectId>) -> Result<DeadPage, OpsError> {
     let limit = limit.clamp(1, 10_000);
     let coll = outbox(ops);
-    let total = coll.count_documents(doc! {"status": "dead"}).await?;
-    let mut filter = doc! {"status": "dead"};
+    let total = coll.count_documents(doc! {"status": OutboxStatus::Dead}).await?;
+    let mut filter = doc! {"status": OutboxStatus::Dead};
     if let Some(b) = before {
         filter.insert("_id", doc! {"$lt": b});
     }
@@ -144,7 +145,7 @@ fn retry_update(now: DateTime) -> Vec<Document> {
                 {"$ifNull": ["$errorHistory", []]},
                 {"$cond": [{"$eq": [{"$type": "$lastError"}, "string"]}, ["$lastError"], []]},
             ]},
-            "status": "pending",
+            "status": OutboxStatus::Pending,
             "attempts": 0_i32,
             "nextAttemptAt": now,
         }},
@@ -158,14 +159,14 @@ pub async fn retry(ops: &Ops, ids: &[ObjectId]) -> Result<RetryReport, OpsError>
     let mut report = RetryReport::default();
     for chunk in ids.chunks(1000) {
         let dead: Vec<ObjectId> = coll
-            .distinct("_id", doc! {"_id": {"$in": chunk}, "status": "dead"})
+            .distinct("_id", doc! {"_id": {"$in": chunk}, "status": OutboxStatus::Dead})
             .await?
             .into_iter()
             .filter_map(|b| b.as_object_id())
             .collect();
         if !dead.is_empty() {
             coll.update_many(
-                doc! {"_id": {"$in": &dead}, "status": "dead"},
+                doc! {"_id": {"$in": &dead}, "status": OutboxStatus::Dead},
                 retry_update(DateTime::now()),
             )
             .await?;
@@ -193,12 +194,12 @@ pub async fn retry_all(
     progress: &dyn crate::Progress,
 ) -> Result<u64, OpsError> {
     let coll = outbox(ops);
-    let total = coll.count_documents(doc! {"status": "dead"}).await?;
+    let total = coll.count_documents(doc! {"status": OutboxStatus::Dead}).await?;
     progress.phase("retry", Some(total));
     let mut last: Option<ObjectId> = None;
     let mut n = 0;
     loop {
-        let mut filter = doc! {"status": "dead"};
+        let mut filter = doc! {"status": OutboxStatus::Dead};
         if let Some(l) = last {
             filter.insert("_id", doc! {"$gt": l});
         }
@@ -217,7 +218,7 @@ pub async fn retry_all(
         last = Some(l);
         let r = coll
             .update_many(
-                doc! {"_id": {"$in": &ids}, "status": "dead"},
+                doc! {"_id": {"$in": &ids}, "status": OutboxStatus::Dead},
                 retry_update(DateTime::now()),
             )
             .await?;
@@ -233,7 +234,7 @@ pub async fn purge(ops: &Ops, older_than: Duration) -> Result<u64, OpsError> {
     let cutoff = ago(older_than);
     let r = outbox(ops)
         .delete_many(doc! {
-            "status": "dead",
+            "status": OutboxStatus::Dead,
             "nextAttemptAt": {"$lt": cutoff},
             "createdAt": {"$lt": cutoff},
         })

@@ -8,17 +8,22 @@
 //! - [`dlq`]: dead letters: list, show, retry (history kept), purge.
 //! - [`backfill`]: enqueue entries for documents without vectors (or all), resumable.
 //!
-//! Everything streams in pages (keyset pagination on `_id`, Chroma read by ids per page or
-//! scanned by offset), so memory stays bounded however many documents there are.
+//! Everything streams in pages (keyset pagination on `_id`, the vector index read by ids per
+//! page or scanned), so memory stays bounded however many documents there are. Vectors are
+//! reached through `tidemark_core::VectorIndex` only; outbox counts through the store's
+//! `Outbox` repository.
 
 pub mod backfill;
 pub mod dlq;
 pub mod status;
 mod txn;
 pub mod verify;
+pub mod verify_chunks;
 
 use bson::oid::ObjectId;
-use tidemark_chroma::{ChromaClient, ChromaError, ChromaOptions};
+use std::sync::Arc;
+use tidemark_chroma::{ChromaClient, ChromaError, ChromaIndex, ChromaOptions};
+use tidemark_core::{IndexError, VectorIndex};
 use tidemark_core::config::{EmbedderConfig, EmbedderKind};
 use tidemark_core::Config;
 use tidemark_store::{Store, StoreError};
@@ -32,6 +37,8 @@ pub enum OpsError {
     Store(#[from] StoreError),
     #[error("Chroma: {0}")]
     Chroma(#[from] ChromaError),
+    #[error("vector index: {0}")]
+    Index(#[from] IndexError),
     #[error("cannot read a stored record: {0}")]
     Decode(String),
     #[error("{0}")]
@@ -66,27 +73,38 @@ pub fn model_id(cfg: &EmbedderConfig) -> String {
     }
 }
 
-/// Handles the operations need: the store, a Chroma client, and which collection/model the
+/// Handles the operations need: the store, the vector index, and which collection/model the
 /// worker writes.
 #[derive(Clone)]
 pub struct Ops {
     pub store: Store,
-    pub chroma: ChromaClient,
+    pub index: Arc<dyn VectorIndex>,
     /// Chroma collection name: `<namespace>__<model-slug>`.
     pub collection: String,
     /// Model id expected in each vector's `model` metadata.
     pub model: String,
+    /// Template and chunking settings vectors must have been made with (None: the default).
+    pub text: Option<tidemark_core::chunking::TextSettings>,
 }
 
 impl Ops {
     /// From explicit parts (e.g. a test with its own embedder's model id).
     pub fn new(store: Store, chroma: ChromaClient, namespace: &str, model: &str) -> Ops {
+        let collection = tidemark_core::collection_name(namespace, model);
+        let index: Arc<dyn VectorIndex> = Arc::new(ChromaIndex::new(chroma, collection.clone()));
         Ops {
             store,
-            chroma,
-            collection: tidemark_core::collection_name(namespace, model),
+            index,
+            collection,
             model: model.to_string(),
+            text: None,
         }
+    }
+
+    /// Expects vectors made with `text` (template and chunking) settings.
+    pub fn with_text_settings(mut self, text: Option<tidemark_core::chunking::TextSettings>) -> Ops {
+        self.text = text;
+        self
     }
 
     /// Connects to MongoDB and prepares the Chroma client of a configuration (nothing is
@@ -94,21 +112,17 @@ impl Ops {
     pub async fn connect(cfg: &Config) -> Result<Ops, OpsError> {
         let store = Store::connect(cfg).await?;
         let chroma = ChromaClient::new(ChromaOptions::from_config(&cfg.chroma))?;
-        Ok(Ops::new(
-            store,
-            chroma,
-            &cfg.chroma.namespace,
-            &model_id(&cfg.embedder),
-        ))
+        let text = cfg
+            .chunking
+            .resolve(&cfg.embedder)
+            .map_err(|e| OpsError::Invalid(e.to_string()))?;
+        Ok(Ops::new(store, chroma, &cfg.chroma.namespace, &model_id(&cfg.embedder))
+            .with_text_settings(text))
     }
 
-    /// The id of the collection, or `None` when it does not exist (nothing indexed yet).
-    pub async fn collection_id(&self) -> Result<Option<String>, OpsError> {
-        Ok(self
-            .chroma
-            .get_collection(&self.collection)
-            .await?
-            .map(|c| c.id))
+    /// Whether the index exists (it does not before anything was indexed).
+    pub async fn index_exists(&self) -> Result<bool, OpsError> {
+        Ok(self.index.exists().await?)
     }
 }
 

@@ -6,6 +6,7 @@
 //! resume token age of every worker group (`sync_state.updatedAt`), and unfinished backfill
 //! runs. Healthy means lag <= `status.max_lag` and dead <= `status.max_dead`.
 
+use tidemark_core::OutboxStatus;
 use crate::{age_secs, ago, rfc3339, Ops, OpsError};
 use bson::{doc, DateTime, Document};
 use futures::TryStreamExt;
@@ -77,17 +78,17 @@ pub async fn status(ops: &Ops, thresholds: &StatusThresholds) -> Result<StatusRe
     let db = ops.store.database();
     let outbox = db.collection::<Document>(COLL_OUTBOX);
     let now = DateTime::now();
-    let pending = outbox.count_documents(doc! {"status": "pending"}).await?;
+    let pending = outbox.count_documents(doc! {"status": OutboxStatus::Pending}).await?;
     let due = outbox
-        .count_documents(doc! {"status": "pending", "nextAttemptAt": {"$lte": now}})
+        .count_documents(doc! {"status": OutboxStatus::Pending, "nextAttemptAt": {"$lte": now}})
         .await?;
-    let dead = outbox.count_documents(doc! {"status": "dead"}).await?;
+    let dead = outbox.count_documents(doc! {"status": OutboxStatus::Dead}).await?;
     let done_last_minute = outbox
-        .count_documents(doc! {"status": "done", "doneAt": {"$gte": ago(Duration::from_secs(60))}})
+        .count_documents(doc! {"status": OutboxStatus::Done, "doneAt": {"$gte": ago(Duration::from_secs(60))}})
         .await?;
 
     let oldest = outbox
-        .find_one(doc! {"status": "pending"})
+        .find_one(doc! {"status": OutboxStatus::Pending})
         .sort(doc! {"createdAt": 1})
         .projection(doc! {"contentId": 1, "createdAt": 1, "attempts": 1, "lastError": 1})
         .await?;
@@ -120,7 +121,7 @@ pub async fn status(ops: &Ops, thresholds: &StatusThresholds) -> Result<StatusRe
     let mut held: BTreeMap<String, (u64, DateTime)> = BTreeMap::new();
     let mut expired_leases = 0;
     let mut cursor = outbox
-        .find(doc! {"status": "pending", "lease": {"$exists": true, "$ne": null}})
+        .find(doc! {"status": OutboxStatus::Pending, "lease": {"$exists": true, "$ne": null}})
         .projection(doc! {"lease": 1})
         .await?;
     while let Some(d) = cursor.try_next().await? {

@@ -3,9 +3,8 @@
 //! `UnknownTransactionCommitResult`; attempts are bounded and spaced by a short jittered pause.
 
 use futures::future::BoxFuture;
-use mongodb::error::{
-    Error as MongoError, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT,
-};
+use mongodb::error::Error as MongoError;
+use tidemark_store::mongo_error;
 use mongodb::{Client, ClientSession};
 use std::time::Duration;
 
@@ -23,8 +22,7 @@ fn pause(attempt: u32) -> Duration {
 }
 
 fn transient(e: &MongoError) -> bool {
-    e.contains_label(TRANSIENT_TRANSACTION_ERROR)
-        || matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == 112)
+    mongo_error::is_transient_transaction(e)
 }
 
 /// Runs `body` inside a transaction until it commits, aborts on purpose, fails for good, or the
@@ -50,8 +48,7 @@ where
                     match session.commit_transaction().await {
                         Ok(()) => return Ok(v),
                         Err(e)
-                            if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
-                                && commit_attempt < MAX_ATTEMPTS =>
+                            if mongo_error::is_unknown_commit(&e) && commit_attempt < MAX_ATTEMPTS =>
                         {
                             tokio::time::sleep(pause(commit_attempt)).await;
                         }

@@ -8,7 +8,7 @@
 //!    - **stale**: the vector's `contentHash`, `version` or `model` differs from the document's
 //!      (or from the configured model);
 //!    - **behind**: the vector matches but `indexedVersion` is absent or below `version`;
-//! 2. the vectors, scanned by offset pages: a vector whose id is not a document's `_id` is an
+//! 2. the vectors, scanned page by page: a vector whose id is not a document's `_id` is an
 //!    **orphan**.
 //!
 //! **In flight** is not drift: a would-be finding whose document has a pending outbox entry
@@ -21,13 +21,17 @@
 //! `Store::enqueue_reindex` (one transaction per page); orphan vectors are deleted from Chroma.
 //! With `dry_run` it only counts what it would do. The worker then does the rest.
 
+use tidemark_core::OutboxStatus;
 use crate::{Ops, OpsError, Progress};
 use bson::{doc, oid::ObjectId, Bson, Document};
 use futures::TryStreamExt;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use tidemark_chroma::Metadata;
+use tidemark_core::vector_meta::{keys, meta_str, Metadata};
+use crate::verify_chunks::{classify, Expected};
+use tidemark_core::ids::document_of_vector;
+use tidemark_core::ScanCursor;
 use tidemark_core::{COLL_DOCUMENTS, COLL_OUTBOX};
 
 /// How to verify.
@@ -266,21 +270,21 @@ fn meta_i64(v: Option<&Value>) -> Option<i64> {
 /// Differences between a vector's metadata and its document (empty when it matches).
 pub fn differences(meta: &Metadata, content_hash: &str, version: i64, model: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let hash = meta.get("contentHash").and_then(Value::as_str);
+    let hash = meta_str(meta, keys::CONTENT_HASH);
     if hash != Some(content_hash) {
         out.push(format!(
             "contentHash: vector {} != document {content_hash}",
             hash.unwrap_or("(none)")
         ));
     }
-    let v = meta_i64(meta.get("version"));
+    let v = meta_i64(meta.get(keys::VERSION));
     if v != Some(version) {
         out.push(format!(
             "version: vector {} != document {version}",
             v.map(|v| v.to_string()).unwrap_or_else(|| "(none)".into())
         ));
     }
-    let m = meta.get("model").and_then(Value::as_str);
+    let m = meta_str(meta, keys::MODEL);
     if m != Some(model) {
         out.push(format!(
             "model: vector {} != {model}",
@@ -301,7 +305,7 @@ async fn pending_for(ops: &Ops, ids: &[ObjectId]) -> Result<HashSet<ObjectId>, O
         .collection::<Document>(COLL_OUTBOX)
         .distinct(
             "documentId",
-            doc! {"documentId": {"$in": ids}, "status": "pending"},
+            doc! {"documentId": {"$in": ids}, "status": OutboxStatus::Pending},
         )
         .await?
         .into_iter()
@@ -316,11 +320,11 @@ pub async fn verify(
     progress: &dyn Progress,
 ) -> Result<VerifyReport, OpsError> {
     let batch = opts.batch_size.clamp(1, 5000);
-    let cid = ops.collection_id().await?;
+    let exists = ops.index_exists().await?;
     let mut r = VerifyReport {
         collection: ops.collection.clone(),
         model: ops.model.clone(),
-        collection_exists: cid.is_some(),
+        collection_exists: exists,
         repair: opts.repair.map(|o| RepairSummary {
             dry_run: o.dry_run,
             ..Default::default()
@@ -348,13 +352,13 @@ pub async fn verify(
             .collect::<Result<_, _>>()?;
         let Some(l) = page.last() else { break };
         last = Some(l.id);
-        check_documents(ops, cid.as_deref(), &page, opts, &mut r).await?;
+        check_documents(ops, exists, &page, opts, &mut r).await?;
         r.counts.documents += page.len() as u64;
         progress.inc(page.len() as u64);
     }
-    if let Some(cid) = cid.as_deref() {
-        progress.phase("vectors", Some(ops.chroma.count(cid).await?));
-        scan_orphans(ops, cid, batch, opts, &mut r, progress).await?;
+    if exists {
+        progress.phase("vectors", Some(ops.index.count().await?));
+        scan_orphans(ops, batch, opts, &mut r, progress).await?;
     }
     tracing::info!(
         collection = %r.collection,
@@ -372,34 +376,48 @@ pub async fn verify(
 
 async fn check_documents(
     ops: &Ops,
-    cid: Option<&str>,
+    exists: bool,
     page: &[DocRow],
     opts: &VerifyOptions,
     r: &mut VerifyReport,
 ) -> Result<(), OpsError> {
-    let records = match cid {
-        Some(cid) => {
-            let ids: Vec<String> = page.iter().map(|d| d.id.to_hex()).collect();
-            ops.chroma.get(cid, &ids, false).await?
+    let chunked = ops.text.as_ref().is_some_and(|t| t.chunks.is_some());
+    let records = if !exists {
+        Vec::new()
+    } else {
+        let ids: Vec<String> = page.iter().map(|d| d.id.to_hex()).collect();
+        if chunked {
+            ops.index.fetch_by_document(&ids).await?
+        } else {
+            ops.index.fetch(&ids).await?
         }
-        None => Vec::new(),
     };
-    let metas: HashMap<String, Metadata> = records
-        .into_iter()
-        .map(|s| (s.id, s.metadata.unwrap_or_default()))
-        .collect();
+    let mut of_doc: HashMap<ObjectId, Vec<(String, Metadata)>> = HashMap::new();
+    for s in records {
+        if let Some(d) = document_of_vector(&s.id) {
+            of_doc.entry(d).or_default().push((s.id, s.metadata));
+        }
+    }
+    let fingerprint = ops.text.as_ref().map(|t| t.fingerprint.as_str());
     let mut problems: Vec<(&DocRow, &'static str, Vec<String>)> = Vec::new();
     for d in page {
-        match metas.get(&d.id.to_hex()) {
-            None => problems.push((d, "missing", Vec::new())),
-            Some(m) => {
-                let diff = differences(m, &d.content_hash, d.version, &ops.model);
-                if !diff.is_empty() {
-                    problems.push((d, "stale", diff));
-                } else if d.indexed_version.is_none_or(|iv| iv < d.version) {
-                    problems.push((d, "behind", Vec::new()));
-                }
+        let vs: Vec<(&str, &Metadata)> = of_doc
+            .get(&d.id)
+            .map(|v| v.iter().map(|(i, m)| (i.as_str(), m)).collect())
+            .unwrap_or_default();
+        let want = Expected {
+            content_hash: &d.content_hash,
+            version: d.version,
+            model: &ops.model,
+            fingerprint,
+            chunked,
+        };
+        match classify(&want, &vs) {
+            Some((kind, diff)) => problems.push((d, kind, diff)),
+            None if d.indexed_version.is_none_or(|iv| iv < d.version) => {
+                problems.push((d, "behind", Vec::new()))
             }
+            None => {}
         }
     }
     if problems.is_empty() {
@@ -465,23 +483,25 @@ async fn check_documents(
 
 async fn scan_orphans(
     ops: &Ops,
-    cid: &str,
     batch: usize,
     opts: &VerifyOptions,
     r: &mut VerifyReport,
     progress: &dyn Progress,
 ) -> Result<(), OpsError> {
     let docs = ops.store.database().collection::<Document>(COLL_DOCUMENTS);
-    let mut offset = 0;
-    loop {
-        let page = ops.chroma.get_page(cid, offset, batch).await?;
+    let mut cursor = Some(ScanCursor::default());
+    let mut all_orphans = Vec::new();
+    while let Some(from) = cursor.take() {
+        let scanned = ops.index.scan(from, batch).await?;
+        cursor = scanned.next;
+        let page = scanned.vectors;
         if page.is_empty() {
             break;
         }
         r.counts.vectors += page.len() as u64;
         let oids: Vec<ObjectId> = page
             .iter()
-            .filter_map(|s| ObjectId::parse_str(&s.id).ok())
+            .filter_map(|s| document_of_vector(&s.id))
             .collect();
         let existing: HashSet<ObjectId> = docs
             .distinct("_id", doc! {"_id": {"$in": &oids}})
@@ -492,25 +512,20 @@ async fn scan_orphans(
         let candidates: Vec<_> = page
             .iter()
             .filter(|s| {
-                ObjectId::parse_str(&s.id)
+                document_of_vector(&s.id)
                     .map(|o| !existing.contains(&o))
                     .unwrap_or(true)
             })
             .collect();
         let cand_oids: Vec<ObjectId> = candidates
             .iter()
-            .filter_map(|s| ObjectId::parse_str(&s.id).ok())
+            .filter_map(|s| document_of_vector(&s.id))
             .collect();
         let pending = pending_for(ops, &cand_oids).await?;
         let mut orphans = Vec::new();
         for s in candidates {
-            let content_id = s
-                .metadata
-                .as_ref()
-                .and_then(|m| m.get("contentId"))
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            if ObjectId::parse_str(&s.id).is_ok_and(|o| pending.contains(&o)) {
+            let content_id = meta_str(&s.metadata, keys::CONTENT_ID).map(str::to_string);
+            if document_of_vector(&s.id).is_some_and(|o| pending.contains(&o)) {
                 r.counts.in_flight += 1;
                 let f = InFlight {
                     content_id,
@@ -528,22 +543,17 @@ async fn scan_orphans(
             };
             VerifyReport::push(&mut r.orphans, o, opts.list_limit, &mut r.truncated);
         }
-        let mut deleted = 0;
-        if let Some(rep) = r.repair.as_mut() {
-            if !orphans.is_empty() {
-                if !rep.dry_run {
-                    ops.chroma.delete(cid, &orphans).await?;
-                    deleted = orphans.len();
-                    tracing::info!(vectors = deleted, "repair: orphan vectors deleted");
-                }
-                rep.orphans_deleted += orphans.len() as u64;
-            }
-        }
+        all_orphans.extend(orphans);
         progress.inc(page.len() as u64);
-        // Deleted records no longer occupy offsets: step over the survivors only.
-        offset += page.len() - deleted;
-        if page.len() < batch {
-            break;
+    }
+    // Deleted only after the scan: deleting while scanning would shift the pages.
+    if let Some(rep) = r.repair.as_mut() {
+        if !all_orphans.is_empty() {
+            if !rep.dry_run {
+                ops.index.delete(&all_orphans).await?;
+                tracing::info!(vectors = all_orphans.len(), "repair: orphan vectors deleted");
+            }
+            rep.orphans_deleted += all_orphans.len() as u64;
         }
     }
     Ok(())

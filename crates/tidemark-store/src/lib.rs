@@ -24,8 +24,19 @@
 //! refer to a document id that no longer exists and can only ever remove that old vector.
 //! (Should all entries of a deleted incarnation have expired through the retention TTL, the
 //! version restarts at 1 — still safe, because the `_id` differs.)
+//!
+//! Modules:
+//! - `validate`: [`NewDocument`] and the input rules (field named in every error)
+//! - `put_one`: the three-round-trip single put, and the dispatch of `put_batch`
+//! - `write`: the general put of many documents, delete, re-enqueue
+//! - `txn`: running a transaction with the driver specification's retry rules
+//! - [`mongo_error`]: every MongoDB error code and label check, in one place
+//! - [`outbox`]: the outbox repository ([`Outbox`]): claims, marks and counts by status
+//! - `schema`: collections and indexes; `visible`: waiting for `VectorVisible`
 
 mod error;
+pub mod mongo_error;
+pub mod outbox;
 mod put_one;
 mod schema;
 mod txn;
@@ -34,6 +45,7 @@ mod visible;
 mod write;
 
 pub use error::StoreError;
+pub use outbox::{Outbox, OutboxCounts};
 pub use schema::INDEX_NAMES;
 pub use txn::RetryPolicy;
 pub use validate::{validate, validate_content_id, NewDocument};
@@ -161,6 +173,11 @@ impl Store {
 
     pub fn outbox(&self) -> Collection<OutboxEntry> {
         self.db.collection(COLL_OUTBOX)
+    }
+
+    /// The outbox repository (claims, marks and counts by status).
+    pub fn outbox_repo(&self) -> Outbox {
+        Outbox::new(&self.db)
     }
 
     pub fn sync_state(&self) -> Collection<SyncState> {

@@ -10,16 +10,19 @@
 //! and version; the insert meets the unique `contentId` index). When the guess is wrong (a
 //! document written around the outbox, entries expired by the audit-trail TTL, a concurrent
 //! writer), the transaction is retried on the general path, which reads the document itself.
+//!
+//! `Store::put_batch` (here) sends one document down this path and several down `write`'s.
 
-use crate::txn::{error_code, TxnBody, TxnError, DUPLICATE_KEY};
-use crate::write::{PutBatch, Slot};
-use crate::{PutOutcome, StoreError};
+use crate::mongo_error::{self, DUPLICATE_KEY};
+use crate::txn::{TxnBody, TxnError};
+use crate::write::{Prepared, PutBatch, Slot};
+use crate::{txn, NewDocument, PutOutcome, StoreError};
 use bson::{doc, DateTime, Document};
 use mongodb::error::ErrorKind;
 use mongodb::options::{InsertOneModel, UpdateOneModel, WriteModel};
 use mongodb::{ClientSession, Namespace};
 use std::sync::atomic::{AtomicBool, Ordering};
-use tidemark_core::{DocumentRecord, Op, OutboxEntry, COLL_DOCUMENTS, COLL_OUTBOX};
+use tidemark_core::{content_hash, Op, OutboxEntry, COLL_DOCUMENTS, COLL_OUTBOX};
 
 /// Whether the server accepts the `bulkWrite` command (MongoDB 8.0+), learnt on first use.
 pub(crate) const BULK_UNKNOWN: u8 = 0;
@@ -97,28 +100,10 @@ impl TxnBody for PutOne<'_> {
         let document = if stored {
             DocWrite::Update {
                 filter: doc! {"_id": slot.id, "contentId": cid, "version": slot.version},
-                update: doc! {"$set": {
-                    "type": &p.doc.doc_type,
-                    "content": &p.doc.content,
-                    "metadata": p.metadata.clone(),
-                    "timestamp": now,
-                    "version": version,
-                    "contentHash": &p.hash,
-                }},
+                update: p.update(version, now),
             }
         } else {
-            DocWrite::Insert(to_doc(&DocumentRecord {
-                id: slot.id,
-                content_id: cid.to_string(),
-                doc_type: p.doc.doc_type.clone(),
-                content: p.doc.content.clone(),
-                metadata: p.metadata.clone(),
-                timestamp: now,
-                version,
-                content_hash: p.hash.clone(),
-                vector_id: None,
-                indexed_version: None,
-            })?)
+            DocWrite::Insert(to_doc(&p.record(slot.id, version, now))?)
         };
         let entry = to_doc(&entry)?;
         match self.write(session, document, entry).await? {
@@ -137,6 +122,13 @@ enum Written {
     Ok,
     /// The stored document is not what the outbox said (nothing matched, or it exists).
     NotAsExpected(String),
+}
+
+impl Written {
+    /// The update matched nothing: the document is not at the version the outbox shows.
+    fn behind() -> Written {
+        Written::NotAsExpected("the stored document is not at the outbox's latest version".into())
+    }
 }
 
 impl PutOne<'_> {
@@ -181,9 +173,7 @@ impl PutOne<'_> {
                 Ok(r) => {
                     store.bulk_write.store(BULK_YES, Ordering::Relaxed);
                     if matches!(document, DocWrite::Update { .. }) && r.matched_count != 1 {
-                        return Ok(Written::NotAsExpected(
-                            "the stored document is not at the outbox's latest version".into(),
-                        ));
+                        return Ok(Written::behind());
                     }
                     return Ok(Written::Ok);
                 }
@@ -209,7 +199,7 @@ impl PutOne<'_> {
         match document {
             DocWrite::Insert(d) => {
                 if let Err(e) = documents.insert_one(d).session(&mut *session).await {
-                    if error_code(&e) == Some(DUPLICATE_KEY) {
+                    if mongo_error::is_duplicate_key(&e) {
                         return Err(self.read_instead(format!(
                             "a stored document the outbox did not show: {e}"
                         )));
@@ -223,9 +213,7 @@ impl PutOne<'_> {
                     .session(&mut *session)
                     .await?;
                 if r.matched_count != 1 {
-                    return Ok(Written::NotAsExpected(
-                        "the stored document is not at the outbox's latest version".into(),
-                    ));
+                    return Ok(Written::behind());
                 }
             }
         }
@@ -240,4 +228,32 @@ impl PutOne<'_> {
 
 fn to_doc<T: serde::Serialize>(v: &T) -> Result<Document, TxnError> {
     bson::to_document(v).map_err(|e| TxnError::Fatal(StoreError::from(e)))
+}
+
+impl crate::Store {
+    /// One transaction for a chunk of already validated documents.
+    pub(crate) async fn put_batch(
+        &self,
+        docs: Vec<NewDocument>,
+    ) -> Result<Vec<PutOutcome>, StoreError> {
+        let mut items = Vec::with_capacity(docs.len());
+        for doc in docs {
+            let metadata = match bson::to_bson(&doc.metadata)? {
+                bson::Bson::Document(d) => d,
+                _ => return Err(StoreError::validation("metadata", "must be a JSON object")),
+            };
+            let hash = content_hash(&doc.content);
+            items.push(Prepared {
+                doc,
+                metadata,
+                hash,
+            });
+        }
+        let batch = PutBatch { store: self, items };
+        if batch.items.len() == 1 {
+            let one = PutOne::new(batch);
+            return txn::run(&self.client, self.retry, &self.retries, "put", &one).await;
+        }
+        txn::run(&self.client, self.retry, &self.retries, "put_many", &batch).await
+    }
 }

@@ -44,7 +44,7 @@ impl Store {
             if !existing.iter().any(|n| n == name) {
                 if let Err(e) = self.db.create_collection(name).await {
                     // NamespaceExists (48): created concurrently by another process.
-                    if crate::txn::error_code(&e) != Some(48) {
+                    if crate::mongo_error::code(&e) != Some(crate::mongo_error::NAMESPACE_EXISTS) {
                         return Err(e.into());
                     }
                 }

@@ -4,20 +4,14 @@
 //! `UnknownTransactionCommitResult`; attempts are bounded and spaced by a small jittered backoff.
 
 use crate::error::StoreError;
-use mongodb::error::{
-    Error as MongoError, ErrorKind, WriteFailure, TRANSIENT_TRANSACTION_ERROR,
-    UNKNOWN_TRANSACTION_COMMIT_RESULT,
-};
+use crate::mongo_error;
+use mongodb::error::Error as MongoError;
 use mongodb::options::{Acknowledgment, ReadConcern, WriteConcern};
 use mongodb::{Client, ClientSession};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Server error code of a write conflict between transactions.
-const WRITE_CONFLICT: i32 = 112;
-/// Server error code of a unique index violation.
-pub(crate) const DUPLICATE_KEY: i32 = 11000;
 
 /// How a transaction body failed.
 #[derive(Debug)]
@@ -86,31 +80,9 @@ impl RetryPolicy {
     }
 }
 
-/// True when the error carries the `TransientTransactionError` label (or is a write conflict,
-/// which servers always label so).
+/// True when the whole transaction should run again.
 pub(crate) fn is_transient(e: &MongoError) -> bool {
-    e.contains_label(TRANSIENT_TRANSACTION_ERROR) || error_code(e) == Some(WRITE_CONFLICT)
-}
-
-/// The server error code of a command or single write error, if any.
-pub(crate) fn error_code(e: &MongoError) -> Option<i32> {
-    match e.kind.as_ref() {
-        ErrorKind::Command(c) => Some(c.code),
-        ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
-        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
-        ErrorKind::BulkWrite(b) => b
-            .write_errors
-            .iter()
-            .min_by_key(|(index, _)| **index)
-            .map(|(_, w)| w.code)
-            .or_else(|| b.write_concern_errors.first().map(|w| w.code)),
-        ErrorKind::InsertMany(m) => m
-            .write_errors
-            .as_ref()
-            .and_then(|errs| errs.first())
-            .map(|w| w.code),
-        _ => None,
-    }
+    mongo_error::is_transient_transaction(e)
 }
 
 /// Runs `body` in a transaction until it commits, the error is not retryable, or the policy's
@@ -173,8 +145,7 @@ async fn commit(session: &mut ClientSession, policy: RetryPolicy) -> Result<(), 
         match session.commit_transaction().await {
             Ok(()) => return Ok(()),
             Err(e)
-                if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
-                    && !e.contains_label(TRANSIENT_TRANSACTION_ERROR)
+                if mongo_error::is_unknown_commit(&e)
                     && attempt + 1 < policy.max_attempts =>
             {
                 attempt += 1;

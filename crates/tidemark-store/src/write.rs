@@ -2,19 +2,50 @@
 //! for indexing. Each runs as one transaction through `txn::run`, so a document change and its
 //! outbox entry commit together or not at all.
 
-use crate::txn::{self, error_code, TxnBody, TxnError, DUPLICATE_KEY};
+use crate::mongo_error;
+use crate::txn::{self, TxnBody, TxnError};
 use crate::{DeleteOutcome, NewDocument, PutOutcome, Store, StoreError};
 use bson::oid::ObjectId;
 use bson::{doc, DateTime, Document};
 use mongodb::ClientSession;
 use std::collections::HashMap;
-use tidemark_core::{content_hash, DocumentRecord, Op, OutboxEntry, COLL_DOCUMENTS, COLL_OUTBOX};
+use tidemark_core::{DocumentRecord, Op, OutboxEntry, COLL_DOCUMENTS, COLL_OUTBOX};
 
 /// A validated document with its BSON metadata and hash computed once, outside the retry loop.
 pub(crate) struct Prepared {
     pub(crate) doc: NewDocument,
     pub(crate) metadata: Document,
     pub(crate) hash: String,
+}
+
+impl Prepared {
+    /// The `$set` that moves a stored document to this content at `version`.
+    pub(crate) fn update(&self, version: i64, now: DateTime) -> Document {
+        doc! {"$set": {
+            "type": &self.doc.doc_type,
+            "content": &self.doc.content,
+            "metadata": self.metadata.clone(),
+            "timestamp": now,
+            "version": version,
+            "contentHash": &self.hash,
+        }}
+    }
+
+    /// The document row of a new incarnation `id` at `version`.
+    pub(crate) fn record(&self, id: ObjectId, version: i64, now: DateTime) -> DocumentRecord {
+        DocumentRecord {
+            id,
+            content_id: self.doc.content_id.clone(),
+            doc_type: self.doc.doc_type.clone(),
+            content: self.doc.content.clone(),
+            metadata: self.metadata.clone(),
+            timestamp: now,
+            version,
+            content_hash: self.hash.clone(),
+            vector_id: None,
+            indexed_version: None,
+        }
+    }
 }
 
 /// The general put: reads the stored documents (and, for new ones, the highest outbox
@@ -157,14 +188,7 @@ impl TxnBody for PutBatch<'_> {
                     let r = documents
                         .update_one(
                             doc! {"_id": slot.id, "version": old},
-                            doc! {"$set": {
-                                "type": &p.doc.doc_type,
-                                "content": &p.doc.content,
-                                "metadata": p.metadata.clone(),
-                                "timestamp": now,
-                                "version": slot.version,
-                                "contentHash": &p.hash,
-                            }},
+                            p.update(slot.version, now),
                         )
                         .session(&mut *session)
                         .await?;
@@ -174,18 +198,7 @@ impl TxnBody for PutBatch<'_> {
                         )));
                     }
                 }
-                None => inserts.push(DocumentRecord {
-                    id: slot.id,
-                    content_id: cid.clone(),
-                    doc_type: p.doc.doc_type.clone(),
-                    content: p.doc.content.clone(),
-                    metadata: p.metadata.clone(),
-                    timestamp: now,
-                    version: slot.version,
-                    content_hash: p.hash.clone(),
-                    vector_id: None,
-                    indexed_version: None,
-                }),
+                None => inserts.push(p.record(slot.id, slot.version, now)),
             }
         }
         if !inserts.is_empty() {
@@ -197,7 +210,7 @@ impl TxnBody for PutBatch<'_> {
                 .await;
             if let Err(e) = r {
                 // A concurrent writer created the document first: the next attempt updates it.
-                if error_code(&e) == Some(DUPLICATE_KEY) {
+                if mongo_error::is_duplicate_key(&e) {
                     return Err(TxnError::Retry(format!(
                         "a concurrent put created the document first: {e}"
                     )));
@@ -307,32 +320,6 @@ impl TxnBody for Reindex<'_> {
 }
 
 impl Store {
-    /// One transaction for a chunk of already validated documents.
-    pub(crate) async fn put_batch(
-        &self,
-        docs: Vec<NewDocument>,
-    ) -> Result<Vec<PutOutcome>, StoreError> {
-        let mut items = Vec::with_capacity(docs.len());
-        for doc in docs {
-            let metadata = match bson::to_bson(&doc.metadata)? {
-                bson::Bson::Document(d) => d,
-                _ => return Err(StoreError::validation("metadata", "must be a JSON object")),
-            };
-            let hash = content_hash(&doc.content);
-            items.push(Prepared {
-                doc,
-                metadata,
-                hash,
-            });
-        }
-        let batch = PutBatch { store: self, items };
-        if batch.items.len() == 1 {
-            let one = crate::put_one::PutOne::new(batch);
-            return txn::run(&self.client, self.retry, &self.retries, "put", &one).await;
-        }
-        txn::run(&self.client, self.retry, &self.retries, "put_many", &batch).await
-    }
-
     /// Removes the document of `content_id` and writes its `delete` outbox entry in one
     /// transaction. `None` (and nothing written) when there is no such document.
     pub async fn delete(&self, content_id: &str) -> Result<Option<DeleteOutcome>, StoreError> {

@@ -2,16 +2,16 @@
 //!
 //! A claimed batch holds document locks and entry leases that expire after `worker.lease`, so a
 //! crashed worker's claims are taken over. A live batch must therefore renew them: every third
-//! of the lease, [`Inner::keep_alive`] pushes `until` forward on the batch's locks and leases.
+//! of the lease, [`Claims::keep_alive`] pushes `until` forward on the batch's locks and leases.
 //! The [`LeaseClock`] remembers when the claims were last known to be held. Before every write
-//! to Chroma, processing calls [`Inner::still_ours`]: within 80% of the lease since the last
+//! to Chroma, processing calls [`Claims::still_ours`]: within 80% of the lease since the last
 //! confirmation the claims are good; past that (a slow server, a long embedding) it renews on
 //! the spot, which succeeds as long as no other worker took a lock over. Only a lost lock makes
 //! the batch hand its entries back instead of writing.
 
-use crate::worker::Inner;
-use crate::WorkerError;
-use bson::{doc, oid::ObjectId, DateTime};
+use crate::locks::DocLocks;
+use bson::{oid::ObjectId, DateTime};
+use tidemark_store::outbox::{later, Outbox};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -66,48 +66,40 @@ impl LeaseClock {
     }
 }
 
-impl Inner {
-    /// Pushes the locks of `docs` and the leases of `entries` to a full lease from now.
-    /// Returns false when a lock is no longer this worker's (it expired and was taken over).
-    pub(crate) async fn renew(
-        &self,
-        docs: &[ObjectId],
-        entries: &[ObjectId],
-    ) -> Result<bool, WorkerError> {
-        let now = DateTime::now();
-        let until = DateTime::from_millis(
-            now.timestamp_millis() + self.cfg.worker.lease.as_millis() as i64,
-        );
-        let locks = self
-            .locks()
-            .update_many(
-                doc! {"_id": {"$in": docs}, "owner": &self.owner},
-                doc! {"$set": {"until": until}},
-            )
+/// A batch's claims and what renewing them needs: the clock, the outbox and the locks.
+pub(crate) struct Claims<'a> {
+    pub clock: LeaseClock,
+    pub outbox: &'a Outbox,
+    pub locks: &'a DocLocks,
+    pub owner: &'a str,
+}
+
+impl Claims<'_> {
+    /// Pushes the locks and leases of the batch to a full lease from now. Returns false when a
+    /// lock is no longer this worker's (it expired and was taken over).
+    async fn renew(&self) -> mongodb::error::Result<bool> {
+        let until = later(DateTime::now(), self.clock.lease);
+        let held = self.locks.renew(&self.clock.docs, until).await?;
+        self.outbox
+            .renew(&self.clock.entries, self.owner, until)
             .await?;
-        self.raw_outbox()
-            .update_many(
-                doc! {"_id": {"$in": entries}, "status": "pending", "lease.owner": &self.owner},
-                doc! {"$set": {"lease.until": until}},
-            )
-            .await?;
-        Ok(locks.matched_count as usize == docs.len())
+        Ok(held)
     }
 
     /// Renews the claims once; false when a lock was lost (now or before) or the renewal failed.
-    async fn renew_now(&self, clock: &LeaseClock) -> bool {
-        if clock.is_lost() {
+    async fn renew_now(&self) -> bool {
+        if self.clock.is_lost() {
             return false;
         }
         let at = Instant::now();
-        match self.renew(&clock.docs, &clock.entries).await {
+        match self.renew().await {
             Ok(true) => {
-                clock.renewed(at);
+                self.clock.renewed(at);
                 true
             }
             Ok(false) => {
                 tracing::warn!(owner = %self.owner, "a document lock was taken over during a batch; handing the batch back");
-                clock.lose();
+                self.clock.lose();
                 false
             }
             Err(e) => {
@@ -118,17 +110,17 @@ impl Inner {
     }
 
     /// Whether the batch may write: its claims are fresh, or renewing them now succeeds.
-    pub(crate) async fn still_ours(&self, clock: &LeaseClock) -> bool {
-        clock.ok() || self.renew_now(clock).await
+    pub async fn still_ours(&self) -> bool {
+        self.clock.ok() || self.renew_now().await
     }
 
     /// Renews the claims every third of the lease until dropped (run beside the batch); never
     /// returns.
-    pub(crate) async fn keep_alive(&self, clock: &LeaseClock) {
-        let every = self.cfg.worker.lease / 3;
+    pub async fn keep_alive(&self) {
+        let every = self.clock.lease / 3;
         loop {
             tokio::time::sleep(every).await;
-            if !self.renew_now(clock).await && clock.is_lost() {
+            if !self.renew_now().await && self.clock.is_lost() {
                 std::future::pending::<()>().await;
             }
         }

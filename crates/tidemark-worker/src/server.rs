@@ -13,7 +13,7 @@ use std::time::Duration;
 async fn metrics(State(w): State<Worker>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],
-        crate::metrics::render(&w.inner.registry),
+        crate::metrics::render(&w.parts.registry),
     )
 }
 
@@ -32,10 +32,10 @@ async fn check<T, E: std::fmt::Display>(
 }
 
 async fn readyz(State(w): State<Worker>) -> impl IntoResponse {
-    let i = &w.inner;
-    let mongo = check(async { i.store.database().run_command(bson::doc! {"ping": 1}).await }).await;
-    let chroma = check(i.chroma.heartbeat()).await;
-    let embedder = check(i.embedder.embed(&["readiness probe".to_string()])).await;
+    let p = &w.parts;
+    let mongo = check(async { p.store.database().run_command(bson::doc! {"ping": 1}).await }).await;
+    let chroma = check(p.exec.index.exists()).await;
+    let embedder = check(p.exec.embedder.embed(&["readiness probe".to_string()])).await;
     let part = |r: &Result<(), String>| match r {
         Ok(()) => serde_json::json!("ok"),
         Err(e) => serde_json::json!(e),

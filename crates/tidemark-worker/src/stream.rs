@@ -14,97 +14,54 @@
 //! tried before the stream restarts from now. Resuming from it replays at most the events
 //! after it, which the claim (by status) ignores.
 
-use crate::worker::Inner;
+use crate::metrics::Metrics;
+use crate::positions::{Positions, StreamPosition};
 use bson::{doc, Document};
 use futures::FutureExt;
 use mongodb::change_stream::event::ResumeToken;
-use mongodb::error::ErrorKind;
+use mongodb::Collection;
 use std::sync::Arc;
 use std::time::Duration;
-use tidemark_core::{COLL_OUTBOX, COLL_SYNC_STATE};
-use tokio::sync::watch;
+use tidemark_store::mongo_error;
+use tokio::sync::{watch, Notify};
 
-/// Server error codes meaning the resume point is gone from the oplog.
-const HISTORY_LOST: &[i32] = &[280, 286];
-
-/// Where the change stream stands: saved in `sync_state` as `resumeToken` and `eventToken`.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct StreamPosition {
-    /// The stream's latest resume token (post-batch when the server sends one).
-    pub token: ResumeToken,
-    /// The `_id` of the last event delivered, the fallback when `token` is refused.
-    pub event: Option<ResumeToken>,
-}
-
-fn read_token(row: &Document, key: &str) -> Option<ResumeToken> {
-    let t = row.get_document(key).ok()?.clone();
-    match bson::from_document::<ResumeToken>(t) {
-        Ok(tok) => Some(tok),
-        Err(e) => {
-            tracing::warn!(error = %e, key, "saved resume token is unreadable; ignoring it");
-            None
-        }
-    }
-}
-
-async fn load_position(inner: &Inner) -> Option<StreamPosition> {
-    let row = inner
-        .store
-        .database()
-        .collection::<Document>(COLL_SYNC_STATE)
-        .find_one(doc! {"_id": &inner.cfg.worker.group})
-        .await
-        .ok()
-        .flatten()?;
-    let event = read_token(&row, "eventToken");
-    match read_token(&row, "resumeToken") {
-        Some(token) => Some(StreamPosition { token, event }),
-        None => event.map(|e| StreamPosition {
-            token: e.clone(),
-            event: Some(e),
-        }),
-    }
+/// What the stream loop needs: the outbox to watch, where positions live, whom to wake.
+pub(crate) struct StreamCtx {
+    pub outbox: Collection<Document>,
+    pub positions: Arc<Positions>,
+    pub wake: Arc<Notify>,
+    pub metrics: Metrics,
 }
 
 fn command_code(e: &mongodb::error::Error) -> i32 {
-    match e.kind.as_ref() {
-        ErrorKind::Command(c) => c.code,
-        _ => 0,
-    }
+    mongo_error::code(e).unwrap_or(0)
 }
 
-fn restart(inner: &Inner, reason: &str) {
-    inner
-        .metrics
+fn restart(ctx: &StreamCtx, reason: &str) {
+    ctx.metrics
         .change_stream_restarts_total
         .with_label_values(&[reason])
         .inc();
-    inner.wake.notify_one();
+    ctx.wake.notify_one();
 }
-
-type Stream = mongodb::change_stream::ChangeStream<
-    mongodb::change_stream::event::ChangeStreamEvent<Document>,
->;
 
 /// The reason a failed resume is counted under, or `None` when the failure is not the
 /// server refusing the token (a connection problem: retry the same position).
 fn refusal(e: &mongodb::error::Error) -> Option<&'static str> {
-    if !matches!(*e.kind, ErrorKind::Command(_)) {
+    if !mongo_error::is_command_refusal(e) {
         return None;
     }
-    Some(if HISTORY_LOST.contains(&command_code(e)) {
+    Some(if mongo_error::is_history_lost(e) {
         "history_lost"
     } else {
         "invalid_token"
     })
 }
 
-pub(crate) async fn stream_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
-    let outbox = inner.store.database().collection::<Document>(COLL_OUTBOX);
-    let mut pos = load_position(&inner).await;
-    if let Some(p) = &pos {
-        *inner.saved_token.lock().unwrap() = Some(p.clone());
-    }
+/// Watches the outbox until `stop`; wakes the batch loop on every event and stream error.
+pub(crate) async fn stream_loop(ctx: StreamCtx, mut stop: watch::Receiver<bool>) {
+    let outbox = ctx.outbox.clone();
+    let mut pos = ctx.positions.load().await;
     let pipeline = vec![doc! {"$match": {"$or": [
         {"operationType": "insert"},
         {"operationType": "replace", "fullDocument.status": "pending"},
@@ -132,17 +89,17 @@ pub(crate) async fn stream_loop(inner: Arc<Inner>, mut stop: watch::Receiver<boo
                 opened = open(Some(ev.clone())).await;
             }
         }
-        let mut stream: Stream = match opened {
+        let mut stream = match opened {
             Ok(s) => s,
             Err(e) => {
                 if let (true, Some(reason)) = (pos.is_some(), refusal(&e)) {
                     tracing::warn!(error = %e, code = command_code(&e), reason, "cannot resume the change stream; restarting from now and sweeping");
-                    restart(&inner, reason);
+                    restart(&ctx, reason);
                     pos = None;
                     continue;
                 }
                 tracing::warn!(error = %e, "cannot open the change stream; retrying");
-                restart(&inner, "stream_error");
+                restart(&ctx, "stream_error");
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => return,
                     _ = tokio::time::sleep(backoff) => {}
@@ -153,7 +110,7 @@ pub(crate) async fn stream_loop(inner: Arc<Inner>, mut stop: watch::Receiver<boo
         };
         backoff = Duration::from_millis(200);
         // Anything committed before the stream opened is found by the sweep.
-        inner.wake.notify_one();
+        ctx.wake.notify_one();
         loop {
             let next = tokio::select! {
                 _ = stop.wait_for(|s| *s).fuse() => return,
@@ -166,26 +123,22 @@ pub(crate) async fn stream_loop(inner: Arc<Inner>, mut stop: watch::Receiver<boo
                         token,
                         event: Some(event.id),
                     });
-                    *inner.seen_token.lock().unwrap() = pos.clone();
-                    inner.wake.notify_one();
+                    ctx.positions.set_seen(pos.clone());
+                    ctx.wake.notify_one();
                 }
                 Ok(None) => {
                     if let Some(t) = stream.resume_token() {
                         let event = pos.take().and_then(|p| p.event);
                         pos = Some(StreamPosition { token: t, event });
-                        *inner.seen_token.lock().unwrap() = pos.clone();
+                        ctx.positions.set_seen(pos.clone());
                     }
                 }
                 Err(e) => {
-                    let code = command_code(&e);
-                    let reason = if HISTORY_LOST.contains(&code) {
-                        "history_lost"
-                    } else {
-                        "stream_error"
-                    };
+                    let lost = mongo_error::is_history_lost(&e);
+                    let reason = if lost { "history_lost" } else { "stream_error" };
                     tracing::warn!(error = %e, reason, "change stream failed; reopening and sweeping");
-                    restart(&inner, reason);
-                    if reason == "history_lost" {
+                    restart(&ctx, reason);
+                    if lost {
                         pos = None;
                     }
                     break;

@@ -138,11 +138,8 @@ impl OpsEnv {
     }
 
     pub async fn collection_id(&self) -> String {
-        self.ops
-            .collection_id()
-            .await
-            .unwrap()
-            .expect("collection exists")
+        assert!(self.ops.index.exists().await.unwrap(), "collection exists");
+        self.ops.index.ensure().await.unwrap()
     }
 
     /// A raw Chroma v2 record call (`delete`, `upsert`, `update`, `get`) on our collection.

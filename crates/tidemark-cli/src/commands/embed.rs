@@ -33,10 +33,7 @@ pub fn run(global: &GlobalArgs, args: EmbedArgs) -> anyhow::Result<ExitCode> {
     match args.action {
         EmbedAction::Serve { model_dir, addr } => {
             let rt = runtime()?;
-            let stop = {
-                let _entered = rt.enter();
-                stop_signal()?
-            };
+            let stop = stop_signal(&rt)?;
             let dir = model_dir.unwrap_or_else(|| cfg.embedder.model_dir.clone());
             let embedder = tidemark_embed::local::LocalEmbedder::load(&dir)
                 .with_context(|| format!("cannot load the model from {}", dir.display()))?;

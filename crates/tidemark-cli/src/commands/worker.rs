@@ -21,10 +21,7 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let cfg = global.load_config()?;
     init_logging(&cfg);
     let rt = runtime()?;
-    let stop = {
-        let _entered = rt.enter();
-        stop_signal()?
-    };
+    let stop = stop_signal(&rt)?;
     tracing::info!(
         mongodb = %tidemark_core::redact_uri(&cfg.mongodb.uri),
         database = %cfg.mongodb.database,
@@ -46,12 +43,17 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 "claimed {} entries: {} indexed, {} unchanged, {} superseded, {} deleted, {} dead, {} to retry",
                 r.claimed, r.indexed, r.unchanged, r.superseded, r.deleted, r.dead, r.retried
             );
-            return anyhow::Ok(());
+            return anyhow::Ok(true);
         }
-        worker.run(stop).await?;
-        anyhow::Ok(())
+        let report = worker.run(stop).await?;
+        anyhow::Ok(report.is_clean())
     });
-    rt.shutdown_timeout(Duration::from_secs(1));
-    result?;
-    Ok(ExitCode::SUCCESS)
+    // Every stop step is already bounded by worker.shutdown_deadline; do not wait long here.
+    rt.shutdown_timeout(Duration::from_millis(200));
+    // Exit 3: stopped in time, but leases or locks were left to expire (see the last log line).
+    Ok(if result? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }

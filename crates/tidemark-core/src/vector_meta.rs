@@ -1,22 +1,47 @@
-//! The metadata of a vector (the contract in APIS.md): `documentId`, `contentId`, `type`,
-//! `version`, `contentHash`, `model`, `timestamp`, plus the document's own metadata flattened to
-//! Chroma's primitive types: nested objects become `a.b` keys, arrays become JSON strings,
+//! The metadata of a vector (the contract in docs/CONTRACT.md): `documentId`, `contentId`,
+//! `type`, `version`, `contentHash`, `model`, `timestamp`, plus the document's own metadata
+//! flattened to primitive types: nested objects become `a.b` keys, arrays become JSON strings,
 //! nulls are dropped. The system keys win over user keys of the same name.
+//!
+//! This is the one definition of those keys: the worker writes them, ops and search read them,
+//! the benchmark builds its backlogs with them.
 
+use crate::contract::DocumentRecord;
 use bson::{Bson, Document};
 use serde_json::{Number, Value};
-use tidemark_chroma::Metadata;
-use tidemark_core::DocumentRecord;
+
+/// Metadata of one vector: string, integer, float and boolean values only.
+pub type Metadata = serde_json::Map<String, Value>;
+
+/// The metadata keys tidemark owns in every vector.
+pub mod keys {
+    pub const DOCUMENT_ID: &str = "documentId";
+    pub const CONTENT_ID: &str = "contentId";
+    pub const TYPE: &str = "type";
+    pub const VERSION: &str = "version";
+    pub const CONTENT_HASH: &str = "contentHash";
+    pub const MODEL: &str = "model";
+    pub const TIMESTAMP: &str = "timestamp";
+    /// With chunking: the chunk's number, the document's chunk count, the chunk's span in the
+    /// content (characters, end exclusive).
+    pub const CHUNK: &str = "chunk";
+    pub const CHUNKS: &str = "chunks";
+    pub const SPAN_START: &str = "spanStart";
+    pub const SPAN_END: &str = "spanEnd";
+    /// With chunking or a template: the hash of the text embedded, and the settings used.
+    pub const TEXT_HASH: &str = "textHash";
+    pub const CHUNKING: &str = "chunking";
+}
 
 /// Keys the worker owns in every vector's metadata.
 pub const SYSTEM_KEYS: &[&str] = &[
-    "documentId",
-    "contentId",
-    "type",
-    "version",
-    "contentHash",
-    "model",
-    "timestamp",
+    keys::DOCUMENT_ID,
+    keys::CONTENT_ID,
+    keys::TYPE,
+    keys::VERSION,
+    keys::CONTENT_HASH,
+    keys::MODEL,
+    keys::TIMESTAMP,
 ];
 
 fn rfc3339(dt: bson::DateTime) -> String {
@@ -73,17 +98,27 @@ pub fn vector_metadata(doc: &DocumentRecord, model: &str) -> Metadata {
     for k in SYSTEM_KEYS {
         m.remove(*k);
     }
-    m.insert("documentId".into(), Value::String(doc.id.to_hex()));
-    m.insert("contentId".into(), Value::String(doc.content_id.clone()));
-    m.insert("type".into(), Value::String(doc.doc_type.clone()));
-    m.insert("version".into(), Value::Number(doc.version.into()));
+    m.insert(keys::DOCUMENT_ID.into(), Value::String(doc.id.to_hex()));
+    m.insert(keys::CONTENT_ID.into(), Value::String(doc.content_id.clone()));
+    m.insert(keys::TYPE.into(), Value::String(doc.doc_type.clone()));
+    m.insert(keys::VERSION.into(), Value::Number(doc.version.into()));
     m.insert(
-        "contentHash".into(),
+        keys::CONTENT_HASH.into(),
         Value::String(doc.content_hash.clone()),
     );
-    m.insert("model".into(), Value::String(model.to_string()));
-    m.insert("timestamp".into(), Value::String(rfc3339(doc.timestamp)));
+    m.insert(keys::MODEL.into(), Value::String(model.to_string()));
+    m.insert(keys::TIMESTAMP.into(), Value::String(rfc3339(doc.timestamp)));
     m
+}
+
+/// A string value of `key` in `m`, if present.
+pub fn meta_str<'m>(m: &'m Metadata, key: &str) -> Option<&'m str> {
+    m.get(key).and_then(Value::as_str)
+}
+
+/// An integer value of `key` in `m`, if present.
+pub fn meta_i64(m: &Metadata, key: &str) -> Option<i64> {
+    m.get(key).and_then(Value::as_i64)
 }
 
 fn value_eq(a: &Value, b: &Value) -> bool {
@@ -122,7 +157,7 @@ mod tests {
             metadata: meta,
             timestamp: bson::DateTime::from_millis(1_700_000_000_000),
             version: 3,
-            content_hash: tidemark_core::content_hash("hello"),
+            content_hash: crate::content_hash("hello"),
             vector_id: None,
             indexed_version: None,
         }
@@ -142,7 +177,7 @@ mod tests {
         assert_eq!(m["model"], json!("hash-384"));
         assert_eq!(
             m["contentHash"],
-            json!(tidemark_core::content_hash("hello"))
+            json!(crate::content_hash("hello"))
         );
         assert_eq!(m["timestamp"], json!("2023-11-14T22:13:20Z"));
         assert_eq!(m["lang"], json!("en"));

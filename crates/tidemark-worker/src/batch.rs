@@ -1,0 +1,128 @@
+//! One claimed batch, start to end: coalesce, read the current documents, plan, write through
+//! the executor (checking before every write that the claims are still this worker's), record.
+
+use crate::execute::{settle, Executor, Outcomes};
+use crate::lease::Claims;
+use crate::plan::{self, Documents, Failure, Outcome, Shape, Target};
+use crate::record::{EntryInfo, Recorder};
+use crate::report::BatchReport;
+use crate::WorkerError;
+use bson::{doc, oid::ObjectId, Document};
+use futures::TryStreamExt;
+use mongodb::Database;
+use tidemark_core::{OutboxEntry, OutboxResult, COLL_DOCUMENTS};
+
+/// What processing a batch needs.
+pub(crate) struct BatchCtx<'a> {
+    pub db: &'a Database,
+    pub exec: &'a Executor,
+    pub shape: &'a Shape,
+    pub recorder: Recorder<'a>,
+}
+
+/// The current documents of `ids`, in one query.
+async fn read_documents(db: &Database, ids: &[ObjectId]) -> Result<Documents, WorkerError> {
+    let mut docs = Documents::new();
+    if ids.is_empty() {
+        return Ok(docs);
+    }
+    let raw: Vec<Document> = db
+        .collection::<Document>(COLL_DOCUMENTS)
+        .find(doc! {"_id": {"$in": ids}})
+        .await?
+        .try_collect()
+        .await?;
+    for d in raw {
+        if let Ok(id) = d.get_object_id("_id") {
+            let parsed = bson::from_document(d).map_err(|e| format!("invalid document: {e}"));
+            docs.insert(id, parsed);
+        }
+    }
+    Ok(docs)
+}
+
+/// Hands `entries` back: the claims were lost before a write.
+fn release_all(out: &mut Outcomes, entries: impl IntoIterator<Item = ObjectId>) {
+    for e in entries {
+        settle(out, e, Outcome::Release);
+    }
+}
+
+impl BatchCtx<'_> {
+    /// Processes one claimed batch and records every entry's outcome.
+    pub async fn process(
+        &self,
+        entries: Vec<OutboxEntry>,
+        claims: &Claims<'_>,
+    ) -> Result<BatchReport, WorkerError> {
+        let info = EntryInfo::of(&entries);
+        let (primary, settled) = plan::coalesce(entries);
+        let ids: Vec<ObjectId> = primary.iter().map(|e| e.document_id).collect();
+        let docs = read_documents(self.db, &ids).await?;
+        let decided = plan::decide(primary, docs, self.shape);
+        let mut out: Outcomes = settled.into_iter().chain(decided.outcomes).collect();
+        let (deletes, targets) = (decided.deletes, decided.targets);
+        if (!deletes.is_empty() || !targets.is_empty()) && !claims.still_ours().await {
+            release_all(&mut out, deletes.iter().map(|d| d.entry));
+            release_all(&mut out, targets.iter().map(|t| t.entry));
+        } else {
+            if !deletes.is_empty() {
+                self.exec.delete(&deletes, &mut out).await;
+            }
+            if !targets.is_empty() {
+                self.index(targets, claims, &mut out).await;
+            }
+        }
+        self.recorder.record(out, &info).await
+    }
+
+    /// Skips current vectors, updates metadata where only it changed, embeds and upserts the
+    /// rest. Settles every target.
+    async fn index(&self, targets: Vec<Target>, claims: &Claims<'_>, out: &mut Outcomes) {
+        let ids: Vec<(ObjectId, String)> = targets
+            .iter()
+            .flat_map(|t| t.pieces.iter().map(|p| (t.document_id, p.id.clone())))
+            .collect();
+        let stored = match self.exec.stored(&ids, self.shape.chunked()).await {
+            Ok(s) => s,
+            Err(e) => {
+                let f = Outcome::Failed(Failure::index("chroma_read", &e));
+                for t in &targets {
+                    settle(out, t.entry, f.clone());
+                }
+                return;
+            }
+        };
+        let w = plan::compare(targets, &stored, &self.shape.model);
+        out.extend(w.outcomes);
+        for e in &w.writing {
+            settle(out, *e, Outcome::Done(OutboxResult::Indexed));
+        }
+        if !w.updates.is_empty() || !w.removals.is_empty() {
+            if claims.still_ours().await {
+                if !w.updates.is_empty() {
+                    self.exec.update(w.updates, out).await;
+                }
+                if !w.removals.is_empty() {
+                    self.exec.remove(&w.removals, out).await;
+                }
+            } else {
+                release_all(out, w.updates.iter().map(|(e, _)| *e));
+                release_all(out, w.removals.iter().map(|(e, _)| *e));
+            }
+        }
+        if w.embeds.is_empty() {
+            return;
+        }
+        let ready = self.exec.embed(w.embeds, out).await;
+        if ready.is_empty() {
+            return;
+        }
+        // Embedding can be slow: write only if the claims are still ours.
+        if !claims.still_ours().await {
+            release_all(out, ready.iter().map(|e| e.entry));
+            return;
+        }
+        self.exec.upsert(ready, out).await;
+    }
+}
