@@ -13,7 +13,6 @@ use read_support::{background_worker, reader, stop, Env};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::time::Duration;
 use tidemark_read::http::{routes, serve_on, ServeOptions, Token};
 
 const TOKEN: &str = "test-token-5f1c9e";

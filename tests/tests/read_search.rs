@@ -22,8 +22,9 @@ const N: usize = 40;
 fn corpus() -> Vec<NewDocument> {
     (0..N)
         .map(|i| {
+            let lang = ["en", "fr", "de", "en"][i % 4];
             let mut meta = json!({
-                "lang": ["en", "fr", "de", "en"][i % 4],
+                "lang": lang,
                 "year": 2015 + (i % 10) as i64,
                 "score": i as f64 / 10.0,
                 "tier": (i % 3) as i64,

@@ -30,6 +30,24 @@ fn config(dir: &std::path::Path, addr: &str) -> std::path::PathBuf {
     path
 }
 
+/// The log without terminal colour codes (`ESC [ ... m`).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -106,7 +124,7 @@ async fn the_token_never_appears_in_a_debug_log() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "exit status {status:?}");
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = strip_ansi(&std::fs::read_to_string(&log).unwrap());
     assert!(text.contains("serving the HTTP API"), "{text}");
     assert!(
         text.contains("/v1/search") && text.contains("status=401"),

@@ -9,7 +9,7 @@ use tidemark_embed::SharedEmbedder;
 use tidemark_read::Reader;
 use tokio::sync::oneshot;
 
-pub use crate::worker_support::{test_config, Env};
+pub use crate::worker_support::Env;
 
 /// A reader that searches the collection the test worker writes.
 pub fn reader(env: &Env) -> Reader {

@@ -18,10 +18,7 @@ pub fn run(global: &GlobalArgs, _args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging(&cfg);
     let opts = ServeOptions::from_config(&cfg.serve).map_err(|e| anyhow!(e))?;
     let rt = runtime()?;
-    let stop = {
-        let _entered = rt.enter();
-        stop_signal()?
-    };
+    let stop = stop_signal(&rt)?;
     let embedder =
         tidemark_embed::from_config(&cfg.embedder).context("cannot load the embedder")?;
     let result = rt.block_on(async {
