@@ -17,7 +17,7 @@ async fn kill_at(tm: &Tidemark, mapping: &str, at: u64) -> u64 {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let n = tm.count("documents").await;
         if n >= at {
@@ -30,6 +30,9 @@ async fn kill_at(tm: &Tidemark, mapping: &str, at: u64) -> u64 {
             return tm.count("documents").await;
         }
         assert!(Instant::now() < deadline, "no progress: {n} documents");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before it could be killed at {n} documents");
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

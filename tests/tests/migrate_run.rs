@@ -59,13 +59,18 @@ async fn check_documents(tm: &Tidemark) {
     assert_eq!(legacy.get_str("migration").unwrap(), "m1");
     assert_eq!(legacy.get_str("collection").unwrap(), "duck_transcripts");
     assert_eq!(legacy.get_str("id").unwrap(), "t-0");
-    let t3 = tm.store.get("duck_transcripts:t-3").await.unwrap().unwrap();
+    let t11 = tm
+        .store
+        .get("duck_transcripts:t-11")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        t3.timestamp.timestamp_millis(),
-        1_716_570_192_345 + 3 * 60_000,
+        t11.timestamp.timestamp_millis(),
+        1_716_570_192_345 + 11 * 60_000,
         "python str(datetime) parsed"
     );
-    assert_eq!(t3.doc_type, "transcripts");
+    assert_eq!(t11.doc_type, "transcripts");
     let raw = tm
         .store
         .get("discord_raw_messages:900007")

@@ -365,7 +365,7 @@ impl<'a> Pass<'a> {
             return Ok(());
         }
         let docs = changed.iter().map(|c| c.doc.clone()).collect();
-        let outcomes = self.target.store.put_many(docs).await?;
+        let outcomes = put_many_patiently(&self.target.store, docs).await?;
         let written: Vec<(Candidate, DocumentRecord)> = changed
             .into_iter()
             .zip(outcomes)
@@ -413,6 +413,29 @@ impl<'a> Pass<'a> {
 
 #[path = "run_vectors.rs"]
 mod vectors;
+
+/// How long a batch keeps retrying write conflicts (a killed run's open transaction holds its
+/// documents until the server aborts it: `transactionLifetimeLimitSeconds`, 60 s by default).
+const CONFLICT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(150);
+
+/// `put_many`, retried while it gives up on write conflicts with nothing written.
+async fn put_many_patiently(
+    store: &tidemark_store::Store,
+    docs: Vec<tidemark_store::NewDocument>,
+) -> Result<Vec<PutOutcome>, MigrateError> {
+    let start = std::time::Instant::now();
+    loop {
+        match store.put_many(docs.clone()).await {
+            Err(tidemark_store::StoreError::RetriesExhausted { last, .. })
+                if start.elapsed() < CONFLICT_PATIENCE =>
+            {
+                tracing::warn!(error = %last, "batch keeps conflicting (a transaction of an interrupted run may still be open on the server); retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
 
 /// The stored document is what this record would write.
 fn same(d: &DocumentRecord, c: &Candidate) -> bool {
