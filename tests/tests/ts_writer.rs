@@ -466,6 +466,7 @@ fn ts_validation_messages_are_the_rust_stores() {
                 doc_type: c["type"].as_str().unwrap().to_string(),
                 content: c["content"].as_str().unwrap().to_string(),
                 metadata: c.get("metadata").cloned().unwrap_or(json!({})),
+                timestamp: None,
             };
             match validate(&doc, &limits) {
                 Ok(()) => Value::Null,
