@@ -78,7 +78,7 @@ async fn auth_world(prefix: &str) -> AuthWorld {
     cfg.mongodb.database = db.clone();
     cfg.chroma.namespace = db;
     AuthWorld {
-        ca: ca,
+        ca,
         server,
         cfg,
         dir: temp_dir(prefix),
