@@ -116,7 +116,7 @@ fn match_direct(name: &str, chroma: &[String], aliases: &[Alias]) -> Option<Chro
     let fams = families(name);
     for fam in &fams {
         if let Some(a) = aliases.iter().find(|a| a.family == *fam) {
-            if chroma.iter().any(|c| *c == a.target) {
+            if chroma.contains(&a.target) {
                 return Some(ChromaMatch {
                     chroma: a.target.clone(),
                     rule: MatchRule::Alias,
@@ -151,8 +151,10 @@ fn match_direct(name: &str, chroma: &[String], aliases: &[Alias]) -> Option<Chro
 
 /// Finds the Chroma collection of the MongoDB collection `name` among `chroma` (names).
 pub fn match_collection(name: &str, chroma: &[String], aliases: &[Alias]) -> MatchOutcome {
-    let mut out = MatchOutcome::default();
-    out.found = match_direct(name, chroma, aliases);
+    let mut out = MatchOutcome {
+        found: match_direct(name, chroma, aliases),
+        notes: Vec::new(),
+    };
     if out.found.is_none() {
         if let Some(u) = undoubled(name) {
             if let Some(mut m) = match_direct(&u, chroma, aliases) {
