@@ -153,7 +153,7 @@ fn match_direct(name: &str, chroma: &[String], aliases: &[Alias]) -> Option<Chro
 pub fn match_collection(name: &str, chroma: &[String], aliases: &[Alias]) -> MatchOutcome {
     let mut out = MatchOutcome {
         found: match_direct(name, chroma, aliases),
-        ..Default::default()
+        notes: Vec::new(),
     };
     if out.found.is_none() {
         if let Some(u) = undoubled(name) {
