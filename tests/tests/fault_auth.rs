@@ -184,7 +184,6 @@ fn one_line_error(config: &std::path::Path, secret: &str) -> String {
     lines[0].to_string()
 }
 
-#[ignore = "open: issue 18 part 4 (one-line errors); the CLI still prints the driver's error chain"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_is_a_clear_one_line_error() {
     let w = auth_world("fa_badpw").await;
@@ -201,7 +200,6 @@ async fn wrong_password_is_a_clear_one_line_error() {
     let _ = std::fs::remove_dir_all(&w.dir);
 }
 
-#[ignore = "open: issue 18 part 4 (one-line errors); the CLI still prints the driver's error chain"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untrusted_certificate_is_a_clear_one_line_error() {
     let w = auth_world("fa_badca").await;

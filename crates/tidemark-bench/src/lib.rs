@@ -37,7 +37,7 @@ use tidemark_store::Store;
 /// What can go wrong while benchmarking (a missed goal is not an error).
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    #[error("MongoDB: {0}")]
+    #[error("{}", tidemark_store::mongo_text::describe(.0))]
     Mongo(#[from] mongodb::error::Error),
     #[error("store: {0}")]
     Store(#[from] tidemark_store::StoreError),

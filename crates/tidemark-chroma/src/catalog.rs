@@ -4,6 +4,7 @@
 //!
 //! `tidemark migrate` uses the read calls on a legacy store; it never writes there.
 
+use crate::client::transport;
 use crate::{ChromaClient, ChromaError, Collection, Metadata};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -50,10 +51,6 @@ struct FullBody {
     metadatas: Option<Vec<Option<Metadata>>>,
     #[serde(default)]
     embeddings: Option<Vec<Option<Vec<f32>>>>,
-}
-
-fn transport(e: reqwest::Error) -> ChromaError {
-    ChromaError::Transient(format!("{e}"))
 }
 
 fn space_of(c: &ListedCollection) -> Option<String> {

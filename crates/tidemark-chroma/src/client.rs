@@ -41,9 +41,31 @@ struct QueryBody {
     metadatas: Option<Vec<Vec<Option<Metadata>>>>,
 }
 
-fn transport(e: reqwest::Error) -> ChromaError {
-    // Connection refused, reset, timeouts, truncated bodies: all worth a retry.
-    ChromaError::Transient(format!("{e}"))
+/// Connection refused, reset, timeouts, truncated bodies: all worth a retry. Said in words,
+/// with the server's origin (never the credentials of a URL) and where to look.
+pub(crate) fn transport(e: reqwest::Error) -> ChromaError {
+    let origin = e
+        .url()
+        .map(|u| {
+            let host = u.host_str().unwrap_or("?");
+            match u.port_or_known_default() {
+                Some(p) => format!(" at {}://{host}:{p}", u.scheme()),
+                None => format!(" at {}://{host}", u.scheme()),
+            }
+        })
+        .unwrap_or_default();
+    let why = tidemark_core::error_text::io_reason(&e).unwrap_or_else(|| {
+        if e.is_timeout() {
+            "timed out".into()
+        } else if e.is_body() || e.is_decode() {
+            "the answer was cut short or unreadable".into()
+        } else {
+            "request failed".into()
+        }
+    });
+    ChromaError::Transient(format!(
+        "cannot reach Chroma{origin} ({why}): is it running? check chroma.url (CHROMA_URL)"
+    ))
 }
 
 impl ChromaClient {
@@ -116,7 +138,9 @@ impl ChromaClient {
             });
         }
         if code == 429 || code == 408 || status.is_server_error() {
-            Err(ChromaError::Transient(format!("HTTP {code}: {message}")))
+            Err(ChromaError::Transient(format!(
+                "Chroma answered HTTP {code}: {message}"
+            )))
         } else {
             Err(ChromaError::Permanent {
                 status: code,

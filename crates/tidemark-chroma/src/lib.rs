@@ -128,7 +128,7 @@ pub struct QueryHit {
 #[derive(Debug, thiserror::Error)]
 pub enum ChromaError {
     /// Network failure, timeout or a 5xx answer: worth retrying later.
-    #[error("chroma temporarily unavailable: {0}")]
+    #[error("{0}")]
     Transient(String),
     /// 429 or 503 with a `Retry-After` header: retry no earlier than `retry_after`.
     #[error("chroma is throttling (retry after {retry_after:?}): {message}")]

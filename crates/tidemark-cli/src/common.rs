@@ -10,6 +10,9 @@ pub struct GlobalArgs {
     /// (MONGODB_URI, CHROMA_URL, TIDEMARK_<SECTION>_<KEY>).
     #[arg(long, short = 'c', global = true, env = "TIDEMARK_CONFIG")]
     pub config: Option<PathBuf>,
+    /// On failure, also print the error's full chain of causes (credentials still hidden).
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
 }
 
 impl GlobalArgs {

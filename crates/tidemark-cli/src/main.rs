@@ -1,11 +1,12 @@
 //! The `tidemark` command: one binary for the worker daemon, document commands and operations.
 //!
 //! Each subcommand lives in its own module under `commands/`; this file only parses and
-//! dispatches. Errors print as `error: ...` with their causes and exit with status 1 (or the
+//! dispatches. Errors print as one `error: ...` line (see `errors.rs`; `-v` adds the chain) and exit with status 1 (or the
 //! status a command chooses, e.g. `status` and `verify` use 2 for "unhealthy / drift found").
 
 mod commands;
 mod common;
+mod errors;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -95,7 +96,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", errors::render(&err));
+            if cli.global.verbose {
+                eprintln!("{}", errors::render_verbose(&err));
+            }
             ExitCode::FAILURE
         }
     }

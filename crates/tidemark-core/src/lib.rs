@@ -15,6 +15,7 @@ pub mod chunk;
 pub mod chunking;
 pub mod config;
 pub mod contract;
+pub mod error_text;
 pub mod hash;
 pub mod ids;
 pub mod index;

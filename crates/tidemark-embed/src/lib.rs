@@ -17,7 +17,7 @@ use tidemark_core::config::{EmbedderConfig, EmbedderKind};
 /// permanent ones (bad input, auth, dimension mismatch) are not.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
-    #[error("embedder temporarily unavailable: {0}")]
+    #[error("embedder unavailable: {0}")]
     Transient(String),
     #[error("embedder rejected the request: {0}")]
     Permanent(String),

@@ -95,7 +95,11 @@ impl OpenAiEmbedder {
             req = req.bearer_auth(k);
         }
         let resp = req.send().await.map_err(|e| CallError {
-            err: EmbedError::Transient(format!("{}: {}", self.url, without_url(&e))),
+            err: EmbedError::Transient(format!(
+                "cannot reach the embedder at {} ({}): is it running? check embedder.base_url",
+                tidemark_core::redact_uri(&self.url),
+                without_url(&e)
+            )),
             retry_after: None,
         })?;
         let status = resp.status();
@@ -184,20 +188,15 @@ struct CallError {
 
 /// reqwest errors print the URL; keep only the cause (URLs could carry credentials).
 fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    let mut msg = kind.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg = format!("{msg}: {s}");
-        src = s.source();
-    }
-    msg
+    tidemark_core::error_text::io_reason(e).unwrap_or_else(|| {
+        if e.is_timeout() {
+            "timed out".into()
+        } else if e.is_connect() {
+            "cannot connect".into()
+        } else {
+            "request failed".into()
+        }
+    })
 }
 
 /// The `error.message` of an OpenAI-style error body, or the body itself (shortened).

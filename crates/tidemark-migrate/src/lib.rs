@@ -47,7 +47,7 @@ pub enum MigrateError {
     Problems(Vec<Problem>),
     #[error("source: {0}")]
     Source(String),
-    #[error("MongoDB: {0}")]
+    #[error("{}", tidemark_store::mongo_text::describe(.0))]
     Mongo(#[from] mongodb::error::Error),
     #[error("store: {0}")]
     Store(#[from] StoreError),

@@ -31,7 +31,7 @@ use tidemark_store::{Store, StoreError};
 /// Errors of the operations. Each names what failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
-    #[error("MongoDB: {0}")]
+    #[error("{}", tidemark_store::mongo_text::describe(.0))]
     Mongo(#[from] mongodb::error::Error),
     #[error("store: {0}")]
     Store(#[from] StoreError),

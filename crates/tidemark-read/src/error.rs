@@ -22,7 +22,7 @@ pub enum ReadError {
     Embed(#[from] tidemark_embed::EmbedError),
     #[error("vector index: {0}")]
     Vectors(String),
-    #[error("MongoDB: {0}")]
+    #[error("{}", tidemark_store::mongo_text::describe(.0))]
     Mongo(#[from] mongodb::error::Error),
     #[error("{0}")]
     Store(#[from] tidemark_store::StoreError),

@@ -62,7 +62,7 @@ pub enum StoreError {
         source: Box<StoreError>,
     },
 
-    #[error("MongoDB: {0}")]
+    #[error("{}", crate::mongo_text::describe(.0))]
     Mongo(#[from] mongodb::error::Error),
 
     #[error("cannot convert metadata to BSON: {0}")]

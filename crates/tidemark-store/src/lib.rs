@@ -36,6 +36,7 @@
 
 mod error;
 pub mod mongo_error;
+pub mod mongo_text;
 pub mod outbox;
 mod put_one;
 mod schema;

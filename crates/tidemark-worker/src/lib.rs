@@ -64,7 +64,7 @@ pub use worker::Worker;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WorkerError {
-    #[error("mongodb: {0}")]
+    #[error("{}", tidemark_store::mongo_text::describe(.0))]
     Mongo(#[from] mongodb::error::Error),
     /// A write the server answered with per-statement errors.
     #[error("mongodb write: {0}")]

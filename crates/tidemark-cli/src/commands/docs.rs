@@ -95,8 +95,12 @@ fn read_content(args: &PutArgs) -> anyhow::Result<String> {
 pub fn run_put(global: &GlobalArgs, args: PutArgs) -> anyhow::Result<ExitCode> {
     let content = read_content(&args)?;
     let metadata = match &args.metadata {
-        Some(text) => serde_json::from_str::<Value>(text)
-            .with_context(|| format!("--metadata is not valid JSON: {text}"))?,
+        Some(text) => serde_json::from_str::<Value>(text).with_context(|| {
+            format!(
+                "--metadata is not valid JSON (value starts `{}`)",
+                tidemark_core::error_text::excerpt(text, 40)
+            )
+        })?,
         None => json!({}),
     };
     let doc = NewDocument::new(&args.content_id, &args.doc_type, content).with_metadata(metadata);
@@ -115,7 +119,8 @@ pub fn run_put(global: &GlobalArgs, args: PutArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("warning: {e}");
                 Ok(ExitCode::from(EXIT_PENDING))
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(anyhow::Error::new(e)
+                .context(format!("nothing written: cannot put `{}`", args.content_id))),
         }
     })
 }
@@ -142,7 +147,11 @@ pub fn run_get(global: &GlobalArgs, args: GetArgs) -> anyhow::Result<ExitCode> {
 pub fn run_delete(global: &GlobalArgs, args: DeleteArgs) -> anyhow::Result<ExitCode> {
     common::runtime()?.block_on(async {
         let store = open_store(global).await?;
-        match store.delete(&args.content_id).await? {
+        let deleted = store
+            .delete(&args.content_id)
+            .await
+            .with_context(|| format!("nothing deleted: cannot delete `{}`", args.content_id))?;
+        match deleted {
             Some(out) => {
                 println!("{}", serde_json::to_string(&out)?);
                 Ok(ExitCode::SUCCESS)
