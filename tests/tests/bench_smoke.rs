@@ -35,7 +35,16 @@ const FIGURES: &[&str] = &[
     "catchup.stop_s",
     "catchup.ready_s",
     "catchup.first_done_s",
+    "migrate.put_many_records_per_s",
+    "migrate.run_records_per_s",
+    "migrate.run_vs_put_many",
+    "migrate.run_reuse_records_per_s",
+    "migrate.drain_without_reuse_s",
+    "migrate.drain_with_reuse_s",
 ];
+
+/// Figures that are differences and may be negative on a noisy machine (present and finite).
+const SIGNED: &[&str] = &["migrate.reuse_saves_s"];
 
 /// Figures with a goal (printed next to them).
 const WITH_GOALS: &[&str] = &[
@@ -44,6 +53,7 @@ const WITH_GOALS: &[&str] = &[
     "local.efficiency",
     "lag.p99_s",
     "memory.peak_rss_mib",
+    "migrate.run_vs_put_many",
 ];
 
 #[tokio::test]
@@ -90,6 +100,13 @@ async fn quick_bench_reports_every_figure() {
         );
         assert!(stdout.contains(key.split('.').next().unwrap()));
     }
+    for key in SIGNED {
+        let v = values.get(*key).and_then(|v| v.as_f64());
+        assert!(
+            v.is_some_and(f64::is_finite),
+            "figure {key}: {v:?}\n{stdout}"
+        );
+    }
     for f in json["figures"].as_array().unwrap() {
         let key = f["key"].as_str().unwrap();
         assert_eq!(
@@ -114,8 +131,18 @@ async fn quick_bench_reports_every_figure() {
     let chroma =
         tidemark_chroma::ChromaClient::new(tidemark_chroma::ChromaOptions::new(&chroma_url()))
             .unwrap();
-    for part in ["drain", "chroma", "dual", "lag", "memory"] {
-        let coll = tidemark_core::collection_name(&format!("{name}_{part}"), "hash-384");
+    let parts = [
+        ("drain", "hash-384"),
+        ("chroma", "hash-384"),
+        ("dual", "hash-384"),
+        ("lag", "hash-384"),
+        ("memory", "hash-384"),
+        ("legacy", "all-MiniLM-L6-v2"),
+        ("migrate", "all-MiniLM-L6-v2"),
+        ("reuse", "all-MiniLM-L6-v2"),
+    ];
+    for (part, model) in parts {
+        let coll = tidemark_core::collection_name(&format!("{name}_{part}"), model);
         assert!(
             chroma.get_collection(&coll).await.unwrap().is_none(),
             "Chroma collection {coll} left behind"

@@ -180,7 +180,7 @@ fn drain_timeout(n: usize) -> Duration {
 }
 
 /// Starts a worker on the backlog of `part`, waits until drained, records its stage times.
-async fn drain_with_worker(
+pub(crate) async fn drain_with_worker(
     ctx: &Ctx,
     report: &mut Report,
     store: &Store,

@@ -9,7 +9,9 @@
 //! - `local`: a backlog drained with all-MiniLM-L6-v2 against the embedder alone;
 //! - `lag`: commit-to-done percentiles under a steady load at about half the drain capacity;
 //! - `memory`: the worker's peak resident memory over a large backlog, and its catch-up after
-//!   a restart (time to the first entry done).
+//!   a restart (time to the first entry done);
+//! - `migrate`: `migrate run` of a legacy dual store against `put_many` of the same records,
+//!   and the time vector reuse saves.
 //!
 //! The worker always runs as a separate process (the `tidemark worker` binary), so its memory
 //! is its own and its Prometheus histograms name the slow stage. It is a benchmark, not a
@@ -20,6 +22,7 @@ mod drain;
 mod embedders;
 mod lag;
 mod memory;
+mod migrate;
 pub mod report;
 mod stats;
 mod worker_proc;
@@ -60,15 +63,17 @@ pub enum Section {
     Local,
     Lag,
     Memory,
+    Migrate,
 }
 
 impl Section {
-    pub const ALL: [Section; 5] = [
+    pub const ALL: [Section; 6] = [
         Section::Write,
         Section::Drain,
         Section::Local,
         Section::Lag,
         Section::Memory,
+        Section::Migrate,
     ];
 
     pub fn parse(s: &str) -> Option<Section> {
@@ -82,6 +87,7 @@ impl Section {
             Section::Local => "local",
             Section::Lag => "lag",
             Section::Memory => "memory",
+            Section::Migrate => "migrate",
         }
     }
 }
@@ -112,6 +118,10 @@ pub struct Counts {
     pub batch_size: usize,
     /// Dimension of the hashing embedder.
     pub hash_dimension: usize,
+    /// Legacy records migrated (and written by `put_many` for the comparison).
+    pub migrate_records: usize,
+    /// Records per `put_many` call, in the migration and in its baseline.
+    pub migrate_batch: usize,
 }
 
 impl Counts {
@@ -130,6 +140,8 @@ impl Counts {
             drain_max_seconds: 45.0,
             batch_size: 64,
             hash_dimension: 384,
+            migrate_records: 1000,
+            migrate_batch: 100,
         }
     }
 
@@ -148,6 +160,8 @@ impl Counts {
             drain_max_seconds: 60.0,
             batch_size: 64,
             hash_dimension: 384,
+            migrate_records: 60,
+            migrate_batch: 20,
         }
     }
 }
@@ -173,7 +187,8 @@ pub struct BenchOptions {
 
 /// Every `<part>` of `<name>_<part>` a run may create (databases and Chroma namespaces).
 pub const PARTS: &[&str] = &[
-    "write", "drain", "chroma", "dual", "local", "lag", "capacity", "memory",
+    "write", "drain", "chroma", "dual", "local", "lag", "capacity", "memory", "legacy", "migput",
+    "migrate", "reuse",
 ];
 
 /// Removes whatever a run named `name` may have left behind (e.g. after it was killed):
@@ -237,6 +252,14 @@ impl Ctx {
         let store = Store::new(self.client.clone(), &db, &self.cfg);
         store.ensure_schema().await?;
         Ok(store)
+    }
+
+    /// The database `<name>_<part>` without tidemark's schema (e.g. a legacy store); dropped at
+    /// the end.
+    pub fn database(&self, part: &str) -> mongodb::Database {
+        let db = self.part(part);
+        self.databases.lock().unwrap().push(db.clone());
+        self.client.database(&db)
     }
 
     /// Registers a Chroma collection for removal at the end.
@@ -312,6 +335,7 @@ pub async fn run(opts: BenchOptions) -> Result<Report, BenchError> {
                 }
             }
             Section::Memory => memory::run(&ctx, &mut report).await,
+            Section::Migrate => migrate::run(&ctx, &mut report).await,
         };
         if let Err(e) = result {
             tracing::error!(section = section.name(), error = %e, "benchmark section failed");
