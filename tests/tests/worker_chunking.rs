@@ -3,17 +3,23 @@
 //! leaves no chunk behind; growing adds chunks; a delete removes every chunk; `verify` finds a
 //! clean index after each step and names a leftover chunk. With the local model, a sentence at
 //! the end of a 5,000-word document is found through its chunk, and not without chunking.
+//! With the real worker binary: kill -9 in the middle of chunked batches (and new versions
+//! between the kills) still ends with verify clean, and two workers racing over the versions
+//! of the same long documents leave exactly one chunk set per document, of its last version.
 
 mod worker_support;
 
 use std::collections::HashSet;
+use std::time::Duration;
 use tidemark_core::chunking::{ChunkMode, ChunkingConfig};
 use tidemark_core::vector_meta::{keys, meta_i64};
 use tidemark_core::Config;
+use tidemark_e2e::procs::{self, WorkerProc};
+use tidemark_ops::backfill::{backfill, BackfillOptions};
 use tidemark_ops::verify::{verify, VerifyOptions};
 use tidemark_ops::{NoProgress, Ops};
 use tidemark_store::NewDocument;
-use worker_support::{test_config, Env};
+use worker_support::{count_status, test_config, wait_until, Env};
 
 /// `n` paragraphs of about 20 words; paragraph i mentions `topic<i>`.
 fn manual(n: usize, edit: Option<usize>) -> String {
@@ -101,6 +107,27 @@ async fn chunk_sets_follow_every_version() {
     assert_eq!(n, (0..n.len() as i64).collect::<Vec<_>>());
     assert_eq!(env.embedder.texts(), n.len() as u64);
     assert_verify_clean(&env).await;
+    // backfill --missing-only sees the chunk set: nothing to enqueue; without chunk 0, one.
+    let missing = BackfillOptions {
+        missing_only: true,
+        restart: true,
+        ..BackfillOptions::default()
+    };
+    let r = backfill(&ops_for(&env), &missing, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!((r.scanned, r.enqueued), (1, 0), "{r:?}");
+    let coll = env.collection_id().await;
+    env.chroma
+        .delete(&coll, &[format!("{hex}:0")])
+        .await
+        .unwrap();
+    let r = backfill(&ops_for(&env), &missing, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(r.enqueued, 1, "{r:?}");
+    w.drain().await.unwrap();
+    assert_eq!(chunk_numbers(&env, &hex, 1).await.len(), n.len());
 
     // One paragraph edited: only the chunks holding it are embedded again.
     let before = env.embedder.texts();
@@ -229,4 +256,119 @@ async fn the_end_of_a_long_document_is_searchable_only_with_chunking() {
         best[0],
         best[1]
     );
+}
+
+/// A chunked setup for the real `tidemark worker` binary: hashing embedder of 64 dimensions,
+/// the config file written beside a log; `vectors()` and verify read the binary's collection.
+async fn binary_env(prefix: &str) -> (Env, std::path::PathBuf) {
+    let mut cfg = chunked_config(prefix);
+    cfg.embedder.provider = tidemark_core::config::EmbedderKind::Hash;
+    cfg.embedder.dimension = 64;
+    cfg.worker.lease = Duration::from_secs(3);
+    // Small batches: a backlog of long documents takes many batches, so a kill can cut it.
+    cfg.worker.batch_size = 4;
+    let mut env = Env::with_config(cfg).await;
+    env.model = tidemark_ops::model_id(&env.cfg.embedder);
+    let dir = tidemark_e2e::servers::temp_dir(prefix);
+    let config = procs::write_config(&env.cfg, &dir);
+    (env, config)
+}
+
+/// `n` manuals of `paragraphs` paragraphs each, as one `put_many`.
+async fn put_manuals(env: &Env, n: usize, paragraphs: usize, edit: Option<usize>) {
+    let docs: Vec<NewDocument> = (0..n)
+        .map(|i| NewDocument::new(format!("manual-{i}"), "manual", manual(paragraphs, edit)))
+        .collect();
+    env.store.put_many(docs).await.expect("put_many");
+}
+
+async fn wait_drained(env: &Env, what: &str) {
+    let drained = wait_until(Duration::from_secs(120), || async {
+        count_status(&env.store, "pending").await == 0
+    })
+    .await;
+    assert!(drained, "{what}: entries still pending after 120 s");
+}
+
+/// Every live document's chunk set is exactly the one of its latest version.
+async fn assert_latest_chunk_sets(env: &Env) {
+    let docs = env.documents().await;
+    let vectors = env.vectors().await;
+    for d in &docs {
+        let hex = d.id.to_hex();
+        let mine: Vec<_> = vectors
+            .iter()
+            .filter(|(id, _)| id.starts_with(&format!("{hex}:")))
+            .collect();
+        assert!(!mine.is_empty(), "{} has no chunk", d.content_id);
+        for (id, (m, _)) in &mine {
+            assert_eq!(meta_i64(m, keys::VERSION), Some(d.version), "{id}");
+            assert_eq!(meta_i64(m, keys::CHUNKS), Some(mine.len() as i64), "{id}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_chunked_batches_then_verify_clean() {
+    let (env, config) = binary_env("wk_chunk_kill").await;
+    // 60 manuals of ~14 chunks: a drain takes long enough to be cut in the middle.
+    put_manuals(&env, 60, 40, None).await;
+    let mut mid_drain_kills = 0;
+    let rounds = [(6, None), (40, Some(3)), (25, None), (40, Some(20))];
+    for (round, (paragraphs, edit)) in rounds.into_iter().enumerate() {
+        let mut worker = WorkerProc::spawn(&config, "warn,tidemark_worker=info");
+        let before = count_status(&env.store, "done").await;
+        // Kill as soon as the worker has finished something, while work is left.
+        wait_until(Duration::from_secs(60), || async {
+            count_status(&env.store, "done").await > before
+        })
+        .await;
+        worker.kill9();
+        if count_status(&env.store, "pending").await > 0 {
+            mid_drain_kills += 1;
+        }
+        // New versions that shrink, grow or edit every manual, written while nobody works.
+        put_manuals(&env, 60, paragraphs, edit).await;
+        eprintln!("round {round}: killed; wrote {paragraphs}-paragraph versions");
+    }
+    assert!(
+        mid_drain_kills >= 2,
+        "only {mid_drain_kills} of 4 kills hit a drain in progress"
+    );
+    let mut worker = WorkerProc::spawn(&config, "warn,tidemark_worker=info");
+    wait_drained(&env, "after the kills").await;
+    worker.sigterm();
+    let exit = worker.wait_exit(Duration::from_secs(20)).await;
+    assert!(
+        exit.is_some_and(|(s, _)| s.success()),
+        "{}",
+        worker.log_tail(20)
+    );
+    assert_verify_clean(&env).await;
+    assert_latest_chunk_sets(&env).await;
+    assert_eq!(count_status(&env.store, "dead").await, 0);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_long_documents_leave_one_chunk_set_each() {
+    let (env, config) = binary_env("wk_chunk_two").await;
+    let mut a = WorkerProc::spawn(&config, "warn,tidemark_worker=info");
+    let mut b = WorkerProc::spawn(&config, "warn,tidemark_worker=info");
+    // Versions arrive while both run: grow, shrink, edit, so claims of one document's
+    // versions race between the two workers.
+    for (paragraphs, edit) in [(40, None), (8, None), (40, Some(10)), (30, None)] {
+        put_manuals(&env, 40, paragraphs, edit).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    wait_drained(&env, "two workers").await;
+    for w in [&mut a, &mut b] {
+        w.sigterm();
+        let exit = w.wait_exit(Duration::from_secs(20)).await;
+        assert!(exit.is_some_and(|(s, _)| s.success()), "{}", w.log_tail(20));
+    }
+    assert_verify_clean(&env).await;
+    assert_latest_chunk_sets(&env).await;
+    assert_eq!(count_status(&env.store, "dead").await, 0);
+    env.cleanup().await;
 }

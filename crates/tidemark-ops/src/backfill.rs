@@ -13,8 +13,8 @@
 //!
 //! Selection: all documents (optionally of one `type`), for a full re-embed; or with
 //! `missing_only`, documents that have no vector: `indexedVersion` absent or below `version`,
-//! or no vector with their id in the Chroma collection of the configured model (checked per
-//! batch by id). In `missing_only` mode, documents with a pending outbox entry are skipped:
+//! or no vector with their id (chunked: no chunk 0) in the Chroma collection of the configured
+//! model (checked per batch by id). In `missing_only` mode, documents with a pending outbox entry are skipped:
 //! the worker is about to index them anyway.
 //! Entries carry the document's version and hash as read inside the transaction.
 //! `max_pending` throttles: before each batch the run waits while more entries than that are
@@ -190,8 +190,17 @@ async fn select(
     if !missing_only {
         return Ok(ids);
     }
+    // A chunked document counts as present when its first chunk is (verify finds the rest).
+    let chunked = ops.text.as_ref().is_some_and(|t| t.chunks.is_some());
+    let vector_of = |id: &ObjectId| {
+        if chunked {
+            tidemark_core::ids::chunk_vector_id(id, 0)
+        } else {
+            id.to_hex()
+        }
+    };
     let in_chroma: HashSet<String> = if exists {
-        let hex: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
+        let hex: Vec<String> = ids.iter().map(vector_of).collect();
         ops.index
             .fetch(&hex)
             .await?
@@ -214,7 +223,7 @@ async fn select(
             };
             let v = version(d, "version").unwrap_or(0);
             version(d, "indexedVersion").is_none_or(|iv| iv < v)
-                || !in_chroma.contains(&id.to_hex())
+                || !in_chroma.contains(&vector_of(&id))
         })
         .filter_map(|d| d.get_object_id("_id").ok())
         .collect();
