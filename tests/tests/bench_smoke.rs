@@ -35,6 +35,11 @@ const FIGURES: &[&str] = &[
     "catchup.stop_s",
     "catchup.ready_s",
     "catchup.first_done_s",
+    "long.worker_docs_per_s",
+    "long.worker_chunks_per_s",
+    "long.embed_alone_chunks_per_s",
+    "long.efficiency",
+    "long.peak_rss_mib",
     "migrate.put_many_records_per_s",
     "migrate.run_records_per_s",
     "migrate.run_vs_put_many",
@@ -53,6 +58,8 @@ const WITH_GOALS: &[&str] = &[
     "local.efficiency",
     "lag.p99_s",
     "memory.peak_rss_mib",
+    "long.efficiency",
+    "long.peak_rss_mib",
     "migrate.run_vs_put_many",
 ];
 
@@ -138,6 +145,8 @@ async fn quick_bench_reports_every_figure() {
         ("lag", "hash-384"),
         ("memory", "hash-384"),
         ("legacy", "all-MiniLM-L6-v2"),
+        ("long", "all-MiniLM-L6-v2"),
+        ("longmem", "hash-384"),
         ("migrate", "all-MiniLM-L6-v2"),
         ("reuse", "all-MiniLM-L6-v2"),
     ];

@@ -22,11 +22,20 @@ pub async fn backlog_raw(
     store: &Store,
     n: usize,
 ) -> Result<Vec<(NewDocument, PutOutcome)>, BenchError> {
+    backlog_raw_of(store, n, &|i| data::document("b", i)).await
+}
+
+/// Like [`backlog_raw`], with document `i` made by `make`.
+pub async fn backlog_raw_of(
+    store: &Store,
+    n: usize,
+    make: &(dyn Fn(u64) -> NewDocument + Sync),
+) -> Result<Vec<(NewDocument, PutOutcome)>, BenchError> {
     let mut out = Vec::with_capacity(n);
     let mut start = 0;
     while start < n {
         let k = (n - start).min(1000);
-        let docs = data::documents("b", start as u64, k);
+        let docs: Vec<NewDocument> = (start as u64..(start + k) as u64).map(make).collect();
         let mut records = Vec::with_capacity(k);
         let mut entries = Vec::with_capacity(k);
         for d in &docs {

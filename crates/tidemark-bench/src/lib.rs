@@ -10,6 +10,8 @@
 //! - `lag`: commit-to-done percentiles under a steady load at about half the drain capacity;
 //! - `memory`: the worker's peak resident memory over a large backlog, and its catch-up after
 //!   a restart (time to the first entry done);
+//! - `long`: long documents chunked: drain with the local model against the embedder alone on
+//!   the same chunks, and the worker's peak memory over a backlog of them;
 //! - `migrate`: `migrate run` of a legacy dual store against `put_many` of the same records,
 //!   and the time vector reuse saves.
 //!
@@ -21,6 +23,7 @@ mod data;
 mod drain;
 mod embedders;
 mod lag;
+mod long;
 mod memory;
 mod migrate;
 pub mod report;
@@ -63,16 +66,18 @@ pub enum Section {
     Local,
     Lag,
     Memory,
+    Long,
     Migrate,
 }
 
 impl Section {
-    pub const ALL: [Section; 6] = [
+    pub const ALL: [Section; 7] = [
         Section::Write,
         Section::Drain,
         Section::Local,
         Section::Lag,
         Section::Memory,
+        Section::Long,
         Section::Migrate,
     ];
 
@@ -87,6 +92,7 @@ impl Section {
             Section::Local => "local",
             Section::Lag => "lag",
             Section::Memory => "memory",
+            Section::Long => "long",
             Section::Migrate => "migrate",
         }
     }
@@ -118,6 +124,10 @@ pub struct Counts {
     pub batch_size: usize,
     /// Dimension of the hashing embedder.
     pub hash_dimension: usize,
+    /// Long documents (~2,000 tokens) drained chunked with the local model.
+    pub long_docs: usize,
+    /// Long-document backlog of the peak memory measurement (hashing embedder).
+    pub long_memory_backlog: usize,
     /// Legacy records migrated (and written by `put_many` for the comparison).
     pub migrate_records: usize,
     /// Records per `put_many` call, in the migration and in its baseline.
@@ -140,6 +150,8 @@ impl Counts {
             drain_max_seconds: 45.0,
             batch_size: 64,
             hash_dimension: 384,
+            long_docs: 1000,
+            long_memory_backlog: 20_000,
             migrate_records: 1000,
             migrate_batch: 100,
         }
@@ -160,6 +172,8 @@ impl Counts {
             drain_max_seconds: 60.0,
             batch_size: 64,
             hash_dimension: 384,
+            long_docs: 3,
+            long_memory_backlog: 100,
             migrate_records: 60,
             migrate_batch: 20,
         }
@@ -188,7 +202,7 @@ pub struct BenchOptions {
 /// Every `<part>` of `<name>_<part>` a run may create (databases and Chroma namespaces).
 pub const PARTS: &[&str] = &[
     "write", "drain", "chroma", "dual", "local", "lag", "capacity", "memory", "legacy", "migput",
-    "migrate", "reuse",
+    "migrate", "reuse", "long", "longmem",
 ];
 
 /// Removes whatever a run named `name` may have left behind (e.g. after it was killed):
@@ -335,6 +349,7 @@ pub async fn run(opts: BenchOptions) -> Result<Report, BenchError> {
                 }
             }
             Section::Memory => memory::run(&ctx, &mut report).await,
+            Section::Long => long::run(&ctx, &mut report).await,
             Section::Migrate => migrate::run(&ctx, &mut report).await,
         };
         if let Err(e) = result {

@@ -44,6 +44,16 @@ pub fn now_ms() -> i64 {
 impl WorkerProc {
     /// Starts `tidemark worker` on the database and Chroma namespace `<name>_<part>`.
     pub fn spawn(ctx: &Ctx, part: &str, provider: Provider) -> Result<WorkerProc, BenchError> {
+        WorkerProc::spawn_with(ctx, part, provider, &[])
+    }
+
+    /// Like `spawn`, with more `TIDEMARK_*` settings in the environment.
+    pub fn spawn_with(
+        ctx: &Ctx,
+        part: &str,
+        provider: Provider,
+        env: &[(&str, &str)],
+    ) -> Result<WorkerProc, BenchError> {
         let addr = free_port()?;
         let name = ctx.part(part);
         let log = std::env::temp_dir().join(format!("{name}-worker.log"));
@@ -78,6 +88,9 @@ impl WorkerProc {
                     ctx.cfg.embedder.model_dir.as_os_str(),
                 );
             }
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let spawned_at_ms = now_ms();
         let spawned = Instant::now();

@@ -114,15 +114,20 @@ impl BatchCtx<'_> {
         if w.embeds.is_empty() {
             return;
         }
-        let ready = self.exec.embed(w.embeds, out).await;
-        if ready.is_empty() {
-            return;
+        // Long documents make many chunks: embed and write them in bounded groups.
+        let mut groups = plan::groups(w.embeds, plan::GROUP_BYTES, plan::GROUP_TEXTS).into_iter();
+        while let Some(group) = groups.next() {
+            let ready = self.exec.embed(group, out).await;
+            if ready.is_empty() {
+                continue;
+            }
+            // Embedding can be slow: write only if the claims are still ours.
+            if !claims.still_ours().await {
+                release_all(out, ready.iter().map(|e| e.entry));
+                release_all(out, groups.flatten().map(|e| e.entry));
+                return;
+            }
+            self.exec.upsert(ready, out).await;
         }
-        // Embedding can be slow: write only if the claims are still ours.
-        if !claims.still_ours().await {
-            release_all(out, ready.iter().map(|e| e.entry));
-            return;
-        }
-        self.exec.upsert(ready, out).await;
     }
 }

@@ -413,6 +413,34 @@ pub(crate) fn compare(targets: Vec<Target>, stored: &Stored, model: &str) -> Wri
     out
 }
 
+/// Most text bytes embedded and upserted at once. A batch of long documents (many chunks) is
+/// written in groups, so what one batch holds (texts, vectors, request bodies) stays bounded
+/// by bytes and by count, whatever the documents' length.
+pub(crate) const GROUP_BYTES: usize = 256 * 1024;
+/// Most texts in one group (bounds the vectors held: this many times the dimension).
+pub(crate) const GROUP_TEXTS: usize = 256;
+
+/// Splits `embeds` in order into groups of at most `max_texts` texts and `max_bytes` text
+/// bytes (a single text larger than `max_bytes` is a group of its own).
+pub(crate) fn groups(embeds: Vec<Embed>, max_bytes: usize, max_texts: usize) -> Vec<Vec<Embed>> {
+    let mut out: Vec<Vec<Embed>> = Vec::new();
+    let mut current: Vec<Embed> = Vec::new();
+    let mut bytes = 0;
+    for e in embeds {
+        let full = current.len() >= max_texts.max(1) || bytes + e.text.len() > max_bytes;
+        if full && !current.is_empty() {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += e.text.len();
+        current.push(e);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;

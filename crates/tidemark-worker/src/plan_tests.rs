@@ -286,3 +286,39 @@ fn outcomes_combine_failure_over_release_over_done() {
     assert_eq!(d.clone().combine(Outcome::Release), Outcome::Release);
     assert_eq!(d.clone().combine(d.clone()), d);
 }
+
+fn embed_of(text_len: usize) -> Embed {
+    Embed {
+        entry: ObjectId::new(),
+        attempts: 0,
+        text: "x".repeat(text_len),
+        write: VectorWrite {
+            id: String::new(),
+            embedding: Vec::new(),
+            metadata: Metadata::new(),
+            previous: None,
+        },
+    }
+}
+
+#[test]
+fn groups_are_bounded_by_bytes_and_count_and_keep_order() {
+    let embeds: Vec<Embed> = (0..10).map(|i| embed_of(100 + i)).collect();
+    let lens: Vec<usize> = embeds.iter().map(|e| e.text.len()).collect();
+    let g = groups(embeds.clone(), 250, 100);
+    assert_eq!(g.iter().map(Vec::len).collect::<Vec<_>>(), vec![2; 5]);
+    assert!(g
+        .iter()
+        .all(|g| g.iter().map(|e| e.text.len()).sum::<usize>() <= 250));
+    let flat: Vec<usize> = g.into_iter().flatten().map(|e| e.text.len()).collect();
+    assert_eq!(flat, lens, "order kept, nothing lost");
+    let g = groups(embeds, 1 << 20, 3);
+    assert_eq!(g.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 3, 1]);
+}
+
+#[test]
+fn a_text_larger_than_the_byte_bound_is_a_group_of_its_own() {
+    let g = groups(vec![embed_of(10), embed_of(1000), embed_of(10)], 100, 10);
+    assert_eq!(g.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1, 1]);
+    assert!(groups(Vec::new(), 100, 10).is_empty());
+}

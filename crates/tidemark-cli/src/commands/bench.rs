@@ -20,7 +20,7 @@ pub struct BenchArgs {
     /// Small counts: every figure once, in seconds (numbers are not meaningful).
     #[arg(long)]
     pub quick: bool,
-    /// Run only these sections (comma-separated): write, drain, local, lag, memory, migrate.
+    /// Run only these sections (comma-separated): write, drain, local, lag, memory, long, migrate.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Prefix of the databases and Chroma namespaces of this run (letters, digits, `_`);
@@ -89,7 +89,7 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
             match Section::parse(s.trim()) {
                 Some(x) => v.push(x),
                 None => bail!(
-                    "--only: unknown section `{s}` (write, drain, local, lag, memory, migrate)"
+                    "--only: unknown section `{s}` (write, drain, local, lag, memory, long, migrate)"
                 ),
             }
         }
