@@ -1,6 +1,7 @@
 //! The OpenAI-compatible provider against a real `embed serve` server (in process, on loopback):
 //! float and base64 output, permanent errors at once with the server's message, retries while
-//! the server is not up yet, and the server's own 4xx answers.
+//! the server is not up yet, and the server's own 4xx answers (an unsupported `dimensions`
+//! included) and its real token counts in `usage`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -144,6 +145,11 @@ async fn server_answers_4xx_json_for_bad_requests() {
         ),
         (r#"{"model":"nope","input":"x"}"#, 404, "unknown model"),
         (r#"{"model":"hash-16","input":[1]}"#, 400, "input[0]"),
+        (
+            r#"{"model":"hash-16","input":"x","dimensions":8}"#,
+            400,
+            "`dimensions` 8 is not supported",
+        ),
     ];
     for (body, status, needle) in cases {
         let resp = http
@@ -166,6 +172,19 @@ async fn server_answers_4xx_json_for_bad_requests() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
+    // The real token count in `usage` (the hashing model's count: bytes / 3, rounded up), and
+    // the model's own dimension accepted.
+    let ok: serde_json::Value = http
+        .post(&url)
+        .json(&serde_json::json!({"model": "hash-16", "input": ["abcdef", "abcdefg"], "dimensions": 16}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ok["usage"]["prompt_tokens"], 2 + 3, "{ok}");
+    assert_eq!(ok["usage"]["total_tokens"], 5, "{ok}");
     let models: serde_json::Value = http
         .get(format!("http://{addr}/v1/models"))
         .send()

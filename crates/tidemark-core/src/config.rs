@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod budget;
 mod serve;
 pub use serve::ServeConfig;
 
@@ -128,6 +129,15 @@ pub struct EmbedderConfig {
     /// `float` or `base64`.
     pub encoding_format: String,
     pub max_retries: usize,
+    /// API budget (openai provider; 0 = none): tokens in one request; batches are packed by
+    /// tokens (counted with the stated approximation) up to this.
+    pub max_tokens_per_request: usize,
+    /// Tokens sent in any 60 s window, across all batches in flight.
+    pub max_tokens_per_minute: u64,
+    /// Requests sent in any 60 s window.
+    pub max_requests_per_minute: u64,
+    /// For the cost estimate (`tidemark_embed_cost_total`); 0 = no estimate.
+    pub price_per_million_tokens: f64,
 }
 
 impl Default for EmbedderConfig {
@@ -144,6 +154,10 @@ impl Default for EmbedderConfig {
             timeout: Duration::from_secs(30),
             encoding_format: "float".into(),
             max_retries: 5,
+            max_tokens_per_request: 0,
+            max_tokens_per_minute: 0,
+            max_requests_per_minute: 0,
+            price_per_million_tokens: 0.0,
         }
     }
 }
@@ -373,6 +387,12 @@ impl Config {
         }
 
         self.chunking.validate(&self.embedder)?;
+        let chunk_tokens = self
+            .chunking
+            .resolve(&self.embedder)?
+            .and_then(|t| t.chunks)
+            .map(|c| c.max_tokens);
+        budget::validate(&self.embedder, chunk_tokens)?;
 
         let w = &self.worker;
         non_empty("worker.group", &w.group)?;

@@ -5,10 +5,13 @@
 //!
 //! Errors say whether a retry can help (`EmbedError::is_transient`).
 
+pub mod budget;
 pub mod hash;
 pub mod local;
+pub mod metrics;
 pub mod openai;
 pub mod server;
+pub mod server_limits;
 
 use std::sync::Arc;
 use tidemark_core::config::{EmbedderConfig, EmbedderKind};

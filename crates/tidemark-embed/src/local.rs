@@ -7,9 +7,8 @@ use crate::{EmbedError, Embedder};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
-use prometheus::IntCounter;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 /// Model id reported for the folder's model (used in the Chroma collection name).
@@ -17,15 +16,7 @@ pub const MODEL_ID: &str = "all-MiniLM-L6-v2";
 /// Texts per forward pass.
 pub const MAX_BATCH: usize = 32;
 
-/// Texts cut at the model's maximum sequence length, since start. Register it in a registry with
-/// `registry.register(Box::new(TRUNCATED_TEXTS.clone()))` to expose it.
-pub static TRUNCATED_TEXTS: LazyLock<IntCounter> = LazyLock::new(|| {
-    IntCounter::new(
-        "tidemark_embed_truncated_texts_total",
-        "Texts cut at the local model's maximum sequence length",
-    )
-    .expect("valid metric")
-});
+pub use crate::metrics::TRUNCATED_TEXTS;
 
 /// The local sentence embedder.
 pub struct LocalEmbedder {

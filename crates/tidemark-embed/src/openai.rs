@@ -4,8 +4,16 @@
 //! Transient failures (connect errors, timeouts, 429, 5xx) are retried with exponential backoff
 //! and jitter, honouring `Retry-After`; permanent ones (other 4xx, a wrong dimension, a wrong
 //! count of vectors) fail at once with the server's message. The API key is never logged.
+//!
+//! With a budget (`embedder.max_tokens_per_request`, `max_tokens_per_minute`,
+//! `max_requests_per_minute`) texts are packed into requests by tokens (counted with the stated
+//! approximation, one token per three bytes, which overestimates ordinary text) and every
+//! request waits for the budget shared by all batches in flight; a 429 pauses and tightens it
+//! (see [`crate::budget`]). Tokens sent are counted from the server's `usage` when it reports
+//! them.
 
-use crate::{EmbedError, Embedder};
+use crate::budget::{self, Limits, SharedBudget};
+use crate::{metrics, EmbedError, Embedder};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use base64::Engine;
 use serde::Deserialize;
@@ -22,6 +30,9 @@ pub struct OpenAiEmbedder {
     batch_size: usize,
     base64: bool,
     max_retries: usize,
+    limits: Limits,
+    budget: SharedBudget,
+    price_per_million: f64,
 }
 
 impl std::fmt::Debug for OpenAiEmbedder {
@@ -37,6 +48,14 @@ impl std::fmt::Debug for OpenAiEmbedder {
 #[derive(Deserialize)]
 struct Response {
     data: Vec<Item>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    #[serde(default)]
+    prompt_tokens: u64,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +88,11 @@ impl OpenAiEmbedder {
                 .ok()
                 .filter(|k| !k.is_empty()),
         };
+        let limits = Limits {
+            tokens_per_request: cfg.max_tokens_per_request,
+            tokens_per_minute: cfg.max_tokens_per_minute,
+            requests_per_minute: cfg.max_requests_per_minute,
+        };
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .build()
@@ -82,10 +106,14 @@ impl OpenAiEmbedder {
             batch_size: cfg.batch_size,
             base64: cfg.encoding_format == "base64",
             max_retries: cfg.max_retries,
+            limits,
+            budget: SharedBudget::new(limits),
+            price_per_million: cfg.price_per_million_tokens,
         })
     }
 
-    async fn call(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, CallError> {
+    /// One request; returns the vectors and the prompt tokens the server reported (if any).
+    async fn call(&self, texts: &[String]) -> Result<(Vec<Vec<f32>>, Option<u64>), CallError> {
         let mut body = serde_json::json!({"model": self.model, "input": texts});
         if self.base64 {
             body["encoding_format"] = "base64".into();
@@ -135,6 +163,7 @@ impl OpenAiEmbedder {
                 texts.len()
             )));
         }
+        let usage = parsed.usage.map(|u| u.prompt_tokens).filter(|t| *t > 0);
         let mut out = vec![Vec::new(); texts.len()];
         for (pos, item) in parsed.data.into_iter().enumerate() {
             let idx = item.index.unwrap_or(pos);
@@ -154,10 +183,16 @@ impl OpenAiEmbedder {
                 _ => return Err(permanent(format!("server returned a bad index {idx}"))),
             }
         }
-        Ok(out)
+        Ok((out, usage))
     }
 
-    async fn call_with_retries(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    /// Sends one request of `tokens` (estimated) within the budget, retrying transient
+    /// failures; a 429 pauses and tightens the shared budget before the retry.
+    async fn call_with_retries(
+        &self,
+        texts: &[String],
+        tokens: u64,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
             .with_max_delay(Duration::from_secs(10))
@@ -165,18 +200,50 @@ impl OpenAiEmbedder {
             .with_jitter()
             .build();
         loop {
+            let waited = self.budget.acquire(tokens).await;
+            self.throttled_for(waited);
             match self.call(texts).await {
-                Ok(v) => return Ok(v),
+                Ok((v, usage)) => {
+                    self.budget.succeeded();
+                    self.spent(usage.unwrap_or(tokens));
+                    return Ok(v);
+                }
                 Err(CallError { err, retry_after }) if err.is_transient() => {
                     let Some(delay) = delays.next() else {
                         return Err(err);
                     };
                     let delay = retry_after.map_or(delay, |ra| ra.max(delay));
+                    if retry_after.is_some() {
+                        // The budget holds the pause for every batch in flight.
+                        self.budget.throttled(delay);
+                        tracing::warn!(error = %err, ?delay, "embedding API throttled; budget paused and tightened");
+                        continue;
+                    }
                     tracing::warn!(error = %err, ?delay, "embedding request failed; retrying");
                     tokio::time::sleep(delay).await;
+                    self.throttled_for(delay);
                 }
                 Err(CallError { err, .. }) => return Err(err),
             }
+        }
+    }
+
+    fn throttled_for(&self, d: Duration) {
+        if !d.is_zero() {
+            metrics::THROTTLED_SECONDS
+                .with_label_values(&[&self.model])
+                .inc_by(d.as_secs_f64());
+        }
+    }
+
+    fn spent(&self, tokens: u64) {
+        metrics::TOKENS
+            .with_label_values(&[&self.model])
+            .inc_by(tokens);
+        if self.price_per_million > 0.0 {
+            metrics::COST
+                .with_label_values(&[&self.model])
+                .inc_by(tokens as f64 * self.price_per_million / 1e6);
         }
     }
 }
@@ -241,9 +308,11 @@ impl Embedder for OpenAiEmbedder {
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let tokens: Vec<usize> = texts.iter().map(|t| self.count_tokens(t)).collect();
         let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(self.batch_size.max(1)) {
-            out.extend(self.call_with_retries(chunk).await?);
+        for r in budget::pack(&tokens, self.batch_size, self.limits.tokens_per_request) {
+            let n: usize = tokens[r.clone()].iter().sum();
+            out.extend(self.call_with_retries(&texts[r], n as u64).await?);
         }
         Ok(out)
     }

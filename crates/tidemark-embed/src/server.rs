@@ -3,9 +3,15 @@
 //! use the same model over HTTP.
 //!
 //! `POST /v1/embeddings` (string or array input, `float` or `base64` output), `GET /v1/models`,
-//! `GET /healthz`. Errors are 4xx JSON bodies in OpenAI's shape: `{"error": {"message", "type"}}`.
+//! `GET /healthz`, and `GET /stats` (requests, tokens, 429s, the most tokens accepted in one
+//! minute: what a client's budget is checked against). `usage` reports the real prompt tokens
+//! (the model's tokenizer); a `dimensions` other than the model's is refused with 400. With
+//! limits (`--max-requests-per-minute`, `--max-tokens-per-minute`) a request over them is
+//! answered 429 with Retry-After, as hosted APIs do. Errors are JSON bodies in OpenAI's shape:
+//! `{"error": {"message", "type"}}`.
 
 use crate::openai::encode_base64_f32;
+use crate::server_limits::{retry_after_secs, Limiter, ServerLimits};
 use crate::SharedEmbedder;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -16,6 +22,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Most inputs accepted in one request.
 pub const MAX_INPUTS: usize = 256;
@@ -23,6 +31,7 @@ pub const MAX_INPUTS: usize = 256;
 #[derive(Clone)]
 struct AppState {
     embedder: SharedEmbedder,
+    limiter: Arc<Mutex<Limiter>>,
 }
 
 fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
@@ -30,13 +39,20 @@ fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response
     (status, Json(body)).into_response()
 }
 
-/// The router, for embedding in another server or for tests.
+/// The router without limits, for embedding in another server or for tests.
 pub fn router(embedder: SharedEmbedder) -> Router {
+    router_with(embedder, ServerLimits::default())
+}
+
+/// The router with rate limits.
+pub fn router_with(embedder: SharedEmbedder, limits: ServerLimits) -> Router {
+    let limiter = Arc::new(Mutex::new(Limiter::new(limits)));
     Router::new()
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
+        .route("/stats", get(stats))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(AppState { embedder })
+        .with_state(AppState { embedder, limiter })
 }
 
 /// Serves on `addr` until `shutdown` completes. Returns the bound address through `on_bound`
@@ -56,10 +72,25 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, "embedding server listening");
-    axum::serve(listener, router(embedder))
+    serve_limited(embedder, listener, ServerLimits::default(), shutdown).await
+}
+
+/// Serves with rate limits on an already bound listener until `shutdown` completes.
+pub async fn serve_limited(
+    embedder: SharedEmbedder,
+    listener: tokio::net::TcpListener,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, ?limits, "embedding server listening");
+    axum::serve(listener, router_with(embedder, limits))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+async fn stats(State(st): State<AppState>) -> Json<Value> {
+    let s = st.limiter.lock().expect("limiter lock").stats();
+    Json(json!(s))
 }
 
 async fn models(State(st): State<AppState>) -> Json<Value> {
@@ -149,6 +180,39 @@ async fn embeddings(State(st): State<AppState>, body: Bytes) -> Response {
             )
         }
     };
+    if let Some(d) = req.get("dimensions").filter(|d| !d.is_null()) {
+        let dim = st.embedder.dimension();
+        if d.as_u64() != Some(dim as u64) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!(
+                    "`dimensions` {d} is not supported: `{model_id}` makes {dim} dimensions only"
+                ),
+            );
+        }
+    }
+    let tokens: u64 = inputs
+        .iter()
+        .map(|t| st.embedder.count_tokens(t) as u64)
+        .sum();
+    let admitted = st
+        .limiter
+        .lock()
+        .expect("limiter lock")
+        .admit(tokens, Instant::now());
+    if let Err(wait) = admitted {
+        let secs = retry_after_secs(wait);
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_exceeded",
+            format!("rate limit reached: retry after {secs} s"),
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        return r;
+    }
     let vectors = match st.embedder.embed(&inputs).await {
         Ok(v) => v,
         Err(e) if e.is_transient() => {
@@ -182,7 +246,7 @@ async fn embeddings(State(st): State<AppState>, body: Bytes) -> Response {
         "object": "list",
         "data": data,
         "model": model_id,
-        "usage": {"prompt_tokens": 0, "total_tokens": 0}
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}
     }))
     .into_response()
 }

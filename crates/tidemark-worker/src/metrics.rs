@@ -113,6 +113,7 @@ impl Metrics {
         registry.register(Box::new(m.change_stream_restarts_total.clone()))?;
         registry.register(Box::new(m.resume_token_age_seconds.clone()))?;
         registry.register(Box::new(m.build_info.clone()))?;
+        tidemark_embed::metrics::register(registry)?;
         Ok(m)
     }
 }

@@ -1,4 +1,5 @@
-//! `tidemark embed serve`: serve the local all-MiniLM-L6-v2 model over an OpenAI-compatible API.
+//! `tidemark embed serve`: serve the local all-MiniLM-L6-v2 model over an OpenAI-compatible API,
+//! optionally rate limited as hosted APIs are (429 with Retry-After).
 
 use crate::common::{init_logging, runtime, stop_signal, GlobalArgs};
 use anyhow::Context;
@@ -24,6 +25,12 @@ enum EmbedAction {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090")]
         addr: SocketAddr,
+        /// Answer 429 with Retry-After past this many requests in any 60 s (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        max_requests_per_minute: u64,
+        /// Answer 429 with Retry-After past this many tokens in any 60 s (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        max_tokens_per_minute: u64,
     },
 }
 
@@ -31,14 +38,26 @@ pub fn run(global: &GlobalArgs, args: EmbedArgs) -> anyhow::Result<ExitCode> {
     let cfg = global.load_config()?;
     init_logging(&cfg);
     match args.action {
-        EmbedAction::Serve { model_dir, addr } => {
+        EmbedAction::Serve {
+            model_dir,
+            addr,
+            max_requests_per_minute,
+            max_tokens_per_minute,
+        } => {
+            let limits = tidemark_embed::server_limits::ServerLimits {
+                requests_per_minute: max_requests_per_minute,
+                tokens_per_minute: max_tokens_per_minute,
+            };
             let rt = runtime()?;
             let stop = stop_signal(&rt)?;
             let dir = model_dir.unwrap_or_else(|| cfg.embedder.model_dir.clone());
             let embedder = tidemark_embed::local::LocalEmbedder::load(&dir)
                 .with_context(|| format!("cannot load the model from {}", dir.display()))?;
             rt.block_on(async move {
-                tidemark_embed::server::serve(Arc::new(embedder), addr, stop)
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+                tidemark_embed::server::serve_limited(Arc::new(embedder), listener, limits, stop)
                     .await
                     .with_context(|| format!("cannot serve on {addr}"))
             })?;
