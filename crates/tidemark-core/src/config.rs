@@ -140,6 +140,18 @@ pub struct EmbedderConfig {
     pub price_per_million_tokens: f64,
 }
 
+impl EmbedderConfig {
+    /// The model id the worker uses (and so its Chroma collection): `all-MiniLM-L6-v2` for the
+    /// local model, `model` for an OpenAI-compatible endpoint, `hash-<dimension>` for hashing.
+    pub fn model_id(&self) -> String {
+        match self.provider {
+            EmbedderKind::Local => "all-MiniLM-L6-v2".to_string(),
+            EmbedderKind::Openai => self.model.clone(),
+            EmbedderKind::Hash => format!("hash-{}", self.dimension),
+        }
+    }
+}
+
 impl Default for EmbedderConfig {
     fn default() -> Self {
         EmbedderConfig {

@@ -19,6 +19,7 @@ pub mod error_text;
 pub mod hash;
 pub mod ids;
 pub mod index;
+pub mod index_def;
 pub mod redact;
 pub mod template;
 pub mod vector_meta;

@@ -23,7 +23,7 @@ pub mod verify_chunks;
 use bson::oid::ObjectId;
 use std::sync::Arc;
 use tidemark_chroma::{ChromaClient, ChromaError, ChromaIndex, ChromaOptions};
-use tidemark_core::config::{EmbedderConfig, EmbedderKind};
+use tidemark_core::config::EmbedderConfig;
 use tidemark_core::Config;
 use tidemark_core::{IndexError, VectorIndex};
 use tidemark_store::{Store, StoreError};
@@ -66,11 +66,7 @@ impl Progress for NoProgress {}
 /// `hash-<dimension>` for the hashing embedder. Matches `Embedder::model_id()` of each provider
 /// without loading a model.
 pub fn model_id(cfg: &EmbedderConfig) -> String {
-    match cfg.provider {
-        EmbedderKind::Local => "all-MiniLM-L6-v2".to_string(),
-        EmbedderKind::Openai => cfg.model.clone(),
-        EmbedderKind::Hash => format!("hash-{}", cfg.dimension),
-    }
+    cfg.model_id()
 }
 
 /// Handles the operations need: the store, the vector index, and which collection/model the

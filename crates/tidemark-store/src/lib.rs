@@ -35,6 +35,7 @@
 //! - `schema`: collections and indexes; `visible`: waiting for `VectorVisible`
 
 mod error;
+pub mod indexes;
 pub mod mongo_error;
 pub mod mongo_text;
 pub mod outbox;

@@ -1,5 +1,7 @@
 //! One claimed batch, start to end: coalesce, read the current documents, plan, write through
 //! the executor (checking before every write that the claims are still this worker's), record.
+//! With further live indexes (see `lanes`) the plan and the writes are carried out once per
+//! index; an entry's outcome combines them (done only when every index acknowledged it).
 
 use crate::execute::{settle, Executor, Outcomes};
 use crate::lease::Claims;
@@ -15,8 +17,8 @@ use tidemark_core::{OutboxEntry, OutboxResult, COLL_DOCUMENTS};
 /// What processing a batch needs.
 pub(crate) struct BatchCtx<'a> {
     pub db: &'a Database,
-    pub exec: &'a Executor,
-    pub shape: &'a Shape,
+    /// The indexes to write: the active one first, then the other live ones.
+    pub lanes: Vec<(&'a Executor, &'a Shape)>,
     pub recorder: Recorder<'a>,
 }
 
@@ -59,18 +61,23 @@ impl BatchCtx<'_> {
         let (primary, settled) = plan::coalesce(entries);
         let ids: Vec<ObjectId> = primary.iter().map(|e| e.document_id).collect();
         let docs = read_documents(self.db, &ids).await?;
-        let decided = plan::decide(primary, docs, self.shape);
-        let mut out: Outcomes = settled.into_iter().chain(decided.outcomes).collect();
-        let (deletes, targets) = (decided.deletes, decided.targets);
-        if (!deletes.is_empty() || !targets.is_empty()) && !claims.still_ours().await {
-            release_all(&mut out, deletes.iter().map(|d| d.entry));
-            release_all(&mut out, targets.iter().map(|t| t.entry));
-        } else {
+        let mut out: Outcomes = settled.into_iter().collect();
+        for &(exec, shape) in &self.lanes {
+            let decided = plan::decide(primary.clone(), docs.clone(), shape);
+            for (e, o) in decided.outcomes {
+                settle(&mut out, e, o);
+            }
+            let (deletes, targets) = (decided.deletes, decided.targets);
+            if (!deletes.is_empty() || !targets.is_empty()) && !claims.still_ours().await {
+                release_all(&mut out, deletes.iter().map(|d| d.entry));
+                release_all(&mut out, targets.iter().map(|t| t.entry));
+                continue;
+            }
             if !deletes.is_empty() {
-                self.exec.delete(&deletes, &mut out).await;
+                exec.delete(&deletes, &mut out).await;
             }
             if !targets.is_empty() {
-                self.index(targets, claims, &mut out).await;
+                Self::index(exec, shape, targets, claims, &mut out).await;
             }
         }
         self.recorder.record(out, &info).await
@@ -78,12 +85,18 @@ impl BatchCtx<'_> {
 
     /// Skips current vectors, updates metadata where only it changed, embeds and upserts the
     /// rest. Settles every target.
-    async fn index(&self, targets: Vec<Target>, claims: &Claims<'_>, out: &mut Outcomes) {
+    async fn index(
+        exec: &Executor,
+        shape: &Shape,
+        targets: Vec<Target>,
+        claims: &Claims<'_>,
+        out: &mut Outcomes,
+    ) {
         let ids: Vec<(ObjectId, String)> = targets
             .iter()
             .flat_map(|t| t.pieces.iter().map(|p| (t.document_id, p.id.clone())))
             .collect();
-        let stored = match self.exec.stored(&ids, self.shape.chunked()).await {
+        let stored = match exec.stored(&ids, shape.chunked()).await {
             Ok(s) => s,
             Err(e) => {
                 let f = Outcome::Failed(Failure::index("chroma_read", &e));
@@ -93,7 +106,7 @@ impl BatchCtx<'_> {
                 return;
             }
         };
-        let w = plan::compare(targets, &stored, &self.shape.model);
+        let w = plan::compare(targets, &stored, &shape.model);
         out.extend(w.outcomes);
         for e in &w.writing {
             settle(out, *e, Outcome::Done(OutboxResult::Indexed));
@@ -101,10 +114,10 @@ impl BatchCtx<'_> {
         if !w.updates.is_empty() || !w.removals.is_empty() {
             if claims.still_ours().await {
                 if !w.updates.is_empty() {
-                    self.exec.update(w.updates, out).await;
+                    exec.update(w.updates, out).await;
                 }
                 if !w.removals.is_empty() {
-                    self.exec.remove(&w.removals, out).await;
+                    exec.remove(&w.removals, out).await;
                 }
             } else {
                 release_all(out, w.updates.iter().map(|(e, _)| *e));
@@ -117,7 +130,7 @@ impl BatchCtx<'_> {
         // Long documents make many chunks: embed and write them in bounded groups.
         let mut groups = plan::groups(w.embeds, plan::GROUP_BYTES, plan::GROUP_TEXTS).into_iter();
         while let Some(group) = groups.next() {
-            let ready = self.exec.embed(group, out).await;
+            let ready = exec.embed(group, out).await;
             if ready.is_empty() {
                 continue;
             }
@@ -127,7 +140,7 @@ impl BatchCtx<'_> {
                 release_all(out, groups.flatten().map(|e| e.entry));
                 return;
             }
-            self.exec.upsert(ready, out).await;
+            exec.upsert(ready, out).await;
         }
     }
 }

@@ -37,6 +37,7 @@ mod backoff;
 mod batch;
 mod claim;
 mod execute;
+mod lanes;
 mod lease;
 mod locks;
 mod metrics;
@@ -81,6 +82,9 @@ pub enum WorkerError {
     Metrics(#[from] prometheus::Error),
     #[error("{0}")]
     Config(#[from] tidemark_core::ConfigError),
+    /// The worker will not write (e.g. its configuration disagrees with the active index).
+    #[error("{0}")]
+    Refused(String),
     #[error("http server on {addr}: {reason}")]
     Http { addr: String, reason: String },
 }

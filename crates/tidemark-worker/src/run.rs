@@ -94,7 +94,8 @@ impl Worker {
         Ok(self.stop(in_flight, stop_tx, tasks, started).await)
     }
 
-    /// Starts the HTTP endpoints, the change stream and the gauge refresher.
+    /// Starts the HTTP endpoints, the change stream, the gauge refresher and the re-reading of
+    /// the index definitions.
     async fn start_background(
         &self,
         stop: &watch::Receiver<bool>,
@@ -137,6 +138,19 @@ impl Worker {
                 tokio::select! {
                     _ = grx.wait_for(|s| *s) => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }));
+        let lanes = self.clone();
+        let mut lrx = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = lrx.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep(crate::lanes::REFRESH) => {}
+                }
+                if let Err(e) = crate::lanes::refresh(&lanes).await {
+                    tracing::warn!(error = %e, "cannot re-read the index definitions; keeping the indexes written so far");
                 }
             }
         }));

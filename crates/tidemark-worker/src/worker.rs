@@ -5,6 +5,7 @@
 use crate::batch::BatchCtx;
 use crate::claim::{Claimed, Claimer};
 use crate::execute::{Executor, Stats};
+use crate::lanes::LaneSet;
 use crate::lease::{Claims, LeaseClock};
 use crate::locks::DocLocks;
 use crate::metrics::Metrics;
@@ -38,6 +39,10 @@ pub(crate) struct Parts {
     pub metrics: Metrics,
     pub registry: Registry,
     pub owner: String,
+    /// For the lanes of further indexes (None: a custom `VectorIndex`, written alone).
+    pub chroma: Option<ChromaClient>,
+    /// The further indexes written besides the active one (see `lanes`).
+    pub lanes: std::sync::RwLock<LaneSet>,
 }
 
 /// The worker. Cheap to clone; clones share state.
@@ -75,8 +80,12 @@ impl Worker {
         registry: &Registry,
     ) -> Result<Worker, WorkerError> {
         let name = tidemark_core::collection_name(&cfg.chroma.namespace, embedder.model_id());
-        let index: Arc<dyn VectorIndex> = Arc::new(ChromaIndex::new(chroma, name));
-        Worker::with_index(cfg, store, index, embedder, registry)
+        let index: Arc<dyn VectorIndex> = Arc::new(ChromaIndex::new(chroma.clone(), name));
+        let mut w = Worker::with_index(cfg, store, index, embedder, registry)?;
+        if let Some(p) = Arc::get_mut(&mut w.parts) {
+            p.chroma = Some(chroma);
+        }
+        Ok(w)
     }
 
     /// A worker writing `index` (any [`VectorIndex`] implementation).
@@ -125,6 +134,8 @@ impl Worker {
                 owner,
                 store,
                 cfg,
+                chroma: None,
+                lanes: std::sync::RwLock::new(Arc::new(Vec::new())),
             }),
         })
     }
@@ -164,11 +175,25 @@ impl Worker {
         Ok(self.parts.exec.index.ensure().await?)
     }
 
-    /// Creates the schema (idempotent) and the worker's lock index.
+    /// Creates the schema (idempotent) and the worker's lock index; checks the configuration
+    /// against the active index definition (made from it on a fresh install) and loads the
+    /// lanes of the other live indexes.
     pub async fn init(&self) -> Result<(), WorkerError> {
         self.parts.store.ensure_schema().await?;
         self.parts.locks.ensure_index().await?;
+        crate::lanes::check_active(self).await?;
+        crate::lanes::refresh(self).await?;
         Ok(())
+    }
+
+    /// The further indexes in force now.
+    pub(crate) fn lanes(&self) -> LaneSet {
+        self.parts.lanes.read().expect("lanes lock").clone()
+    }
+
+    /// Names of the further indexes this worker writes besides the active one.
+    pub fn further_indexes(&self) -> Vec<String> {
+        self.lanes().iter().map(|l| l.def.name.clone()).collect()
     }
 
     pub(crate) fn claimer(&self) -> Claimer<'_> {
@@ -212,10 +237,12 @@ impl Worker {
                 locks: &p.locks,
                 owner: &p.owner,
             };
+            let extra = self.lanes();
+            let mut lanes = vec![(&p.exec, &p.shape)];
+            lanes.extend(extra.iter().map(|l| (&l.exec, &l.shape)));
             let ctx = BatchCtx {
                 db: p.store.database(),
-                exec: &p.exec,
-                shape: &p.shape,
+                lanes,
                 recorder: Recorder {
                     db: p.store.database(),
                     outbox: &p.outbox,

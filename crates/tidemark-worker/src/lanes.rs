@@ -1,0 +1,107 @@
+//! Lanes: the indexes a worker writes besides the active one. Every live index definition
+//! (`building`, and `retired` until dropped) gets a lane with its own embedder, chunking,
+//! template and Chroma collection; a batch is carried out once per lane and its entries are
+//! done only when every lane acknowledged them. The lanes are re-read from the definitions
+//! every few seconds, so `tidemark index create` reaches running workers; a lane whose
+//! definition did not change is kept (its embedder is not loaded again).
+//!
+//! At start-up the configuration must agree with the active definition (embedder, chunking,
+//! template), or the worker refuses to write: writing one index with two models breaks search.
+
+use crate::execute::{EmbedderCounter, Executor};
+use crate::plan::Shape;
+use crate::worker::Worker;
+use crate::WorkerError;
+use std::sync::Arc;
+use std::time::Duration;
+use tidemark_chroma::ChromaIndex;
+use tidemark_core::index_def::{IndexDef, IndexState};
+use tidemark_core::VectorIndex;
+use tidemark_store::indexes::Indexes;
+use tokio::sync::Semaphore;
+
+/// How often running workers re-read the index definitions.
+pub const REFRESH: Duration = Duration::from_secs(2);
+
+/// One more index to write.
+pub(crate) struct Lane {
+    pub def: IndexDef,
+    pub exec: Executor,
+    pub shape: Shape,
+}
+
+/// The lanes in force; swapped whole on a refresh.
+pub(crate) type LaneSet = Arc<Vec<Arc<Lane>>>;
+
+/// The start-up check: the active definition (made from the configuration on a fresh install)
+/// must describe what the configuration does.
+pub(crate) async fn check_active(w: &Worker) -> Result<IndexDef, WorkerError> {
+    let p = &w.parts;
+    let active = Indexes::new(p.store.database())
+        .ensure_initial(&p.cfg)
+        .await?;
+    let diff = active.differences(&p.cfg);
+    if !diff.is_empty() {
+        return Err(WorkerError::Refused(format!(
+            "the configuration disagrees with the active index `{}` ({}): update [embedder] / \
+             [chunking] to match it, or build and activate an index for this configuration \
+             (`tidemark index create`); nothing was written",
+            active.name,
+            diff.join("; ")
+        )));
+    }
+    Ok(active)
+}
+
+/// Re-reads the definitions and rebuilds the lanes that changed.
+pub(crate) async fn refresh(w: &Worker) -> Result<(), WorkerError> {
+    let p = &w.parts;
+    let Some(chroma) = &p.chroma else {
+        return Ok(()); // a worker on a custom VectorIndex writes that index only
+    };
+    let defs = Indexes::new(p.store.database()).list().await?;
+    let current = w.lanes();
+    let mut next: Vec<Arc<Lane>> = Vec::new();
+    for def in defs {
+        if def.state == IndexState::Active || def.collection == p.exec.index.name() {
+            continue;
+        }
+        if let Some(l) = current.iter().find(|l| same_shape(&l.def, &def)) {
+            next.push(l.clone());
+            continue;
+        }
+        let cfg = def.config(&p.cfg);
+        let ecfg = cfg.embedder.clone();
+        let embedder = tokio::task::spawn_blocking(move || tidemark_embed::from_config(&ecfg))
+            .await
+            .map_err(|e| WorkerError::Refused(format!("loading an embedder panicked: {e}")))??;
+        let index: Arc<dyn VectorIndex> =
+            Arc::new(ChromaIndex::new(chroma.clone(), def.collection.clone()));
+        let writes = cfg.worker.vector_writes.max(1);
+        let shape = Shape {
+            model: embedder.model_id().to_string(),
+            text: cfg.chunking.resolve(&cfg.embedder)?,
+            counter: Arc::new(EmbedderCounter(embedder.clone())),
+        };
+        let exec = Executor {
+            index,
+            embedder,
+            metrics: p.metrics.clone(),
+            stats: p.exec.stats.clone(),
+            vector_writes: Semaphore::new(writes),
+            vector_writes_max: writes,
+        };
+        tracing::info!(index = %def.name, state = def.state.as_str(), collection = %def.collection, "writing a further index");
+        next.push(Arc::new(Lane { def, exec, shape }));
+    }
+    *p.lanes.write().expect("lanes lock") = Arc::new(next);
+    Ok(())
+}
+
+/// Whether a lane built for `a` can serve `b` (same embedder, chunking and collection).
+fn same_shape(a: &IndexDef, b: &IndexDef) -> bool {
+    a.name == b.name
+        && a.embedder == b.embedder
+        && a.chunking == b.chunking
+        && a.collection == b.collection
+}
