@@ -99,3 +99,32 @@ pub fn stop_signal(
         })
     }
 }
+
+/// A reader that searches the active index: its definition's embedder and collection (so
+/// `tidemark index activate` switches search in one step), or the configuration's when no
+/// definition exists yet (before the first worker start).
+pub async fn searching_reader(
+    cfg: &Config,
+    store: tidemark_store::Store,
+) -> anyhow::Result<tidemark_read::Reader> {
+    let active = tidemark_store::indexes::Indexes::new(store.database())
+        .active()
+        .await
+        .context("cannot read the index definitions")?;
+    let (ecfg, collection) = match &active {
+        Some(def) => (
+            def.embedder_config(&cfg.embedder),
+            Some(def.collection.clone()),
+        ),
+        None => (cfg.embedder.clone(), None),
+    };
+    let embedder = tokio::task::spawn_blocking(move || tidemark_embed::from_config(&ecfg))
+        .await
+        .context("loading the embedder panicked")?
+        .context("cannot load the embedder")?;
+    let reader = tidemark_read::Reader::new(cfg, store);
+    Ok(match collection {
+        Some(c) => reader.with_index(embedder, &c)?,
+        None => reader.with_embedder(embedder)?,
+    })
+}

@@ -67,6 +67,9 @@ enum Command {
     /// Enqueue entries for documents (all, --type T, or --missing-only) in batches; resumable
     /// (same command continues after an interruption; --restart starts over).
     Backfill(commands::backfill::BackfillArgs),
+    /// Index versions: list, create NAME (from this config's [embedder]/[chunking]), build,
+    /// status, activate NAME [--force], drop NAME.
+    Index(commands::index::IndexArgs),
     /// Bring the data of the legacy dual store into tidemark: inventory, plan, run, status,
     /// verify (exit 2 if a legacy record is unaccounted for), rollback. Never writes the legacy side.
     Migrate(commands::migrate::MigrateArgs),
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Command::Dlq(args) => commands::dlq::run(&cli.global, args),
         Command::Backfill(args) => commands::backfill::run(&cli.global, args),
         Command::Migrate(args) => commands::migrate::run(&cli.global, args),
+        Command::Index(args) => commands::index::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -15,6 +15,7 @@
 
 pub mod backfill;
 pub mod dlq;
+pub mod indexes;
 pub mod status;
 mod txn;
 pub mod verify;
@@ -155,6 +156,7 @@ pub fn parse_id(s: &str) -> Result<ObjectId, OpsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tidemark_core::config::EmbedderKind;
 
     #[test]
     fn model_ids_match_the_providers() {

@@ -69,6 +69,8 @@ pub struct StatusReport {
     pub groups: Vec<GroupState>,
     /// Backfill runs started and not completed (`sync_state` ids `backfill:<run>`).
     pub unfinished_backfills: Vec<String>,
+    /// Every index definition as `name (state, model)`; the active one first.
+    pub indexes: Vec<String>,
     pub max_lag_seconds: f64,
     pub max_dead: u64,
 }
@@ -199,7 +201,30 @@ pub async fn status(ops: &Ops, thresholds: &StatusThresholds) -> Result<StatusRe
             thresholds.max_dead
         ));
     }
+    let mut defs = tidemark_store::indexes::Indexes::new(db).list().await?;
+    defs.sort_by_key(|d| d.state != tidemark_core::index_def::IndexState::Active);
+    let indexes = defs
+        .iter()
+        .map(|d| {
+            let build = if d.state == tidemark_core::index_def::IndexState::Building {
+                if d.build_complete {
+                    ", build enqueued"
+                } else {
+                    ", build in progress"
+                }
+            } else {
+                ""
+            };
+            format!(
+                "{} ({}, {}{build})",
+                d.name,
+                d.state.as_str(),
+                d.embedder.model
+            )
+        })
+        .collect();
     Ok(StatusReport {
+        indexes,
         healthy: problems.is_empty(),
         problems,
         pending,
@@ -283,6 +308,9 @@ impl StatusReport {
             s.push_str(&format!(
                 "backfill run `{b}` not finished (resume with the same options)\n"
             ));
+        }
+        if !self.indexes.is_empty() {
+            s.push_str(&format!("indexes: {}\n", self.indexes.join(", ")));
         }
         s
     }

@@ -73,6 +73,17 @@ impl Reader {
         Ok(self)
     }
 
+    /// Enables `search` on an index definition's collection, with its embedder.
+    pub fn with_index(
+        mut self,
+        embedder: SharedEmbedder,
+        collection: &str,
+    ) -> Result<Reader, ReadError> {
+        let vectors = vectors::Vectors::of_collection(&self.chroma, collection)?;
+        self.search = Some((embedder, Arc::new(vectors)));
+        Ok(self)
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

@@ -49,10 +49,18 @@ fn hit(h: QueryHit) -> VectorHit {
 
 impl Vectors {
     pub fn new(cfg: &ChromaConfig, model_id: &str) -> Result<Vectors, ReadError> {
+        Vectors::of_collection(
+            cfg,
+            &tidemark_core::collection_name(&cfg.namespace, model_id),
+        )
+    }
+
+    /// The vectors of the named collection (an index definition's).
+    pub fn of_collection(cfg: &ChromaConfig, collection: &str) -> Result<Vectors, ReadError> {
         let client = ChromaClient::new(ChromaOptions::from_config(cfg)).map_err(vector_error)?;
         Ok(Vectors {
             client,
-            collection: tidemark_core::collection_name(&cfg.namespace, model_id),
+            collection: collection.to_string(),
             id: RwLock::new(None),
         })
     }

@@ -15,7 +15,7 @@ use crate::WorkerError;
 use std::sync::Arc;
 use std::time::Duration;
 use tidemark_chroma::ChromaIndex;
-use tidemark_core::index_def::{IndexDef, IndexState};
+use tidemark_core::index_def::IndexDef;
 use tidemark_core::VectorIndex;
 use tidemark_store::indexes::Indexes;
 use tokio::sync::Semaphore;
@@ -63,7 +63,9 @@ pub(crate) async fn refresh(w: &Worker) -> Result<(), WorkerError> {
     let current = w.lanes();
     let mut next: Vec<Arc<Lane>> = Vec::new();
     for def in defs {
-        if def.state == IndexState::Active || def.collection == p.exec.index.name() {
+        // The configuration's index is the primary lane (active at start-up; it may have
+        // been retired since, and stays written until dropped).
+        if def.collection == p.exec.index.name() {
             continue;
         }
         if let Some(l) = current.iter().find(|l| same_shape(&l.def, &def)) {

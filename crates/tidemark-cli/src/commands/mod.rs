@@ -8,6 +8,7 @@ pub mod docs;
 pub mod embed;
 pub mod history;
 pub mod import;
+pub mod index;
 pub mod migrate;
 pub mod search;
 pub mod serve;

@@ -6,7 +6,7 @@
 use crate::common::{runtime, GlobalArgs};
 use anyhow::{bail, Context};
 use std::process::ExitCode;
-use tidemark_read::{Filter, Reader, SearchRequest};
+use tidemark_read::{Filter, SearchRequest};
 use tidemark_store::Store;
 
 #[derive(clap::Args, Debug)]
@@ -63,14 +63,12 @@ pub fn run(global: &GlobalArgs, args: SearchArgs) -> anyhow::Result<ExitCode> {
         bail!("-k must be at least 1");
     }
     let filter = parse_filter(args.filter.as_deref(), args.doc_type.as_deref())?;
-    let embedder =
-        tidemark_embed::from_config(&cfg.embedder).context("cannot load the embedder")?;
     let rt = runtime()?;
     rt.block_on(async {
         let store = Store::connect(&cfg)
             .await
             .context("cannot connect to MongoDB")?;
-        let reader = Reader::new(&cfg, store).with_embedder(embedder)?;
+        let reader = crate::common::searching_reader(&cfg, store).await?;
         let req = SearchRequest::text(&args.text, args.k).with_filter(filter);
         let result = reader.search(&req).await?;
         for (rank, h) in result.hits.iter().enumerate() {

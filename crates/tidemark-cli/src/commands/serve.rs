@@ -7,7 +7,6 @@ use anyhow::{anyhow, Context};
 use std::process::ExitCode;
 use std::time::Duration;
 use tidemark_read::http::{serve_on, ServeOptions};
-use tidemark_read::Reader;
 use tidemark_store::Store;
 
 #[derive(clap::Args, Debug)]
@@ -19,8 +18,6 @@ pub fn run(global: &GlobalArgs, _args: ServeArgs) -> anyhow::Result<ExitCode> {
     let opts = ServeOptions::from_config(&cfg.serve).map_err(|e| anyhow!(e))?;
     let rt = runtime()?;
     let stop = stop_signal(&rt)?;
-    let embedder =
-        tidemark_embed::from_config(&cfg.embedder).context("cannot load the embedder")?;
     let result = rt.block_on(async {
         let store = Store::connect(&cfg).await.with_context(|| {
             format!(
@@ -32,7 +29,7 @@ pub fn run(global: &GlobalArgs, _args: ServeArgs) -> anyhow::Result<ExitCode> {
             .ensure_schema()
             .await
             .context("cannot create the collections and indexes")?;
-        let reader = Reader::new(&cfg, store).with_embedder(embedder)?;
+        let reader = crate::common::searching_reader(&cfg, store).await?;
         reader
             .ensure_indexes()
             .await

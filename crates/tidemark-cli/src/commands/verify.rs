@@ -57,6 +57,9 @@ pub struct CheckArgs {
     /// List at most this many items per category (counts stay exact).
     #[arg(long, default_value_t = 1000)]
     pub list_limit: usize,
+    /// Check this index definition (see `tidemark index list`) instead of the configuration's.
+    #[arg(long)]
+    pub index: Option<String>,
 }
 
 pub fn run_verify(global: &GlobalArgs, args: VerifyArgs) -> anyhow::Result<ExitCode> {
@@ -90,7 +93,16 @@ fn run(
     };
     let bar = progress_bar(Some(0), "verify");
     let report = runtime()?.block_on(async {
-        let ops = Ops::connect(&cfg).await.context("cannot connect")?;
+        let ops = match &args.index {
+            None => Ops::connect(&cfg).await.context("cannot connect")?,
+            Some(name) => {
+                let store = tidemark_store::Store::connect(&cfg)
+                    .await
+                    .context("cannot connect to MongoDB")?;
+                let def = tidemark_ops::indexes::get(&store, name).await?;
+                tidemark_ops::indexes::ops_for(&store, &cfg, &def)?
+            }
+        };
         tidemark_ops::verify::verify(&ops, &opts, &BarProgress(bar.clone()))
             .await
             .context("verify failed")

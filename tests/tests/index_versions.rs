@@ -1,0 +1,164 @@
+//! Index versions with the real binaries and services: while an import runs and a worker
+//! writes the active index (hashing embedder, 64 dimensions), a new index is created from a
+//! second configuration (32 dimensions) and built; the worker picks it up by itself, both
+//! indexes end consistent with MongoDB, activation is refused while the build is incomplete,
+//! switches what `search` reads, and activating the old index back is immediate; an
+//! interrupted build and a worker killed with -9 during it resume; a worker whose configuration
+//! disagrees with the active index refuses to start, naming both; a retired index is dropped.
+
+mod worker_support;
+
+use std::path::Path;
+use std::time::Duration;
+use tidemark_core::config::EmbedderKind;
+use tidemark_e2e::procs::{self, WorkerProc};
+use tidemark_store::NewDocument;
+use worker_support::{count_status, test_config, wait_until, Env};
+
+fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = procs::run(config, args, &[]);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn ok(config: &Path, args: &[&str]) -> String {
+    let (code, out, err) = cli(config, args);
+    assert_eq!(code, 0, "{args:?}: {out}\n{err}");
+    out
+}
+
+async fn wait_drained(env: &Env, what: &str) {
+    let drained = wait_until(Duration::from_secs(90), || async {
+        count_status(&env.store, "pending").await == 0
+    })
+    .await;
+    assert!(drained, "{what}: entries still pending");
+}
+
+fn text(i: usize) -> String {
+    format!("note {i}: the harbour master logs tide number {i} at dawn")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_verify_activate_roll_back_and_drop_without_downtime() {
+    let mut a = test_config("ix_versions");
+    a.embedder.provider = EmbedderKind::Hash;
+    a.embedder.dimension = 64;
+    a.worker.lease = Duration::from_secs(3);
+    let mut b = a.clone();
+    b.embedder.dimension = 32;
+    let env = Env::with_config(a.clone()).await;
+    let dir = tidemark_e2e::servers::temp_dir("ix_versions");
+    let cfg_a = procs::write_config(&a, &dir.join("a"));
+    let cfg_b = procs::write_config(&b, &dir.join("b"));
+
+    let mut worker = WorkerProc::spawn(&cfg_a, "warn,tidemark_worker=info");
+    // An import runs throughout the creation and the build.
+    let store = env.store.clone();
+    let import = tokio::spawn(async move {
+        for batch in 0..20 {
+            let docs: Vec<_> = (batch * 10..batch * 10 + 10)
+                .map(|i| NewDocument::new(format!("n{i}"), "note", text(i)))
+                .collect();
+            store.put_many(docs).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    // A worker with the other configuration refuses while `main` (64 dimensions) is active.
+    let (code, _, err) = cli(&cfg_b, &["worker", "--once"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("disagrees with the active index `main`")
+            && err.contains("dimension 64 vs 32"),
+        "{err}"
+    );
+
+    let created = ok(&cfg_b, &["index", "create", "v2"]);
+    assert!(created.contains("index `v2` created"), "{created}");
+    let (code, _, err) = cli(&cfg_b, &["index", "activate", "v2"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("still building"), "{err}");
+
+    // An interrupted build (two batches), a worker killed with -9, then the build resumed.
+    ok(
+        &cfg_b,
+        &[
+            "index",
+            "build",
+            "v2",
+            "--batch-size",
+            "20",
+            "--max-batches",
+            "2",
+        ],
+    );
+    worker.kill9();
+    let mut worker = WorkerProc::spawn(&cfg_a, "warn,tidemark_worker=info");
+    import.await.unwrap();
+    let built = ok(&cfg_b, &["index", "build", "v2", "--batch-size", "20"]);
+    assert!(built.contains("build complete"), "{built}");
+    wait_drained(&env, "after the build").await;
+
+    // Both indexes equal MongoDB.
+    ok(&cfg_a, &["verify"]);
+    ok(&cfg_a, &["verify", "--index", "v2"]);
+    let list = ok(&cfg_a, &["index", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let vectors = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .map(|i| i["vectors"].as_u64().unwrap())
+    };
+    assert_eq!(vectors("main"), Some(200), "{list}");
+    assert_eq!(vectors("v2"), Some(200), "{list}");
+
+    // Activation switches search: with a 64-dimension query the 32-dimension index could not
+    // even be searched, so a search that finds n7 with config A reads v2's embedder and vectors.
+    let act = ok(&cfg_b, &["index", "activate", "v2"]);
+    assert!(act.contains("`main` retired"), "{act}");
+    let found = ok(&cfg_a, &["search", &text(7), "-k", "1", "--json"]);
+    assert!(found.contains("\"n7\""), "{found}");
+    let status = ok(&cfg_b, &["status"]);
+    assert!(status.contains("v2 (active, hash-32)"), "{status}");
+    // The old worker keeps running (it writes both); a new one with config A now refuses.
+    let (code, _, err) = cli(&cfg_a, &["worker", "--once"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("active index `v2`"), "{err}");
+
+    // Writes after the switch (and after the worker re-read the definitions) reach both
+    // indexes; rolling back is immediate (no verify).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.store
+        .put(NewDocument::new("after", "note", text(999)))
+        .await
+        .unwrap();
+    wait_drained(&env, "after the switch").await;
+    let started = std::time::Instant::now();
+    let back = ok(&cfg_a, &["index", "activate", "main"]);
+    assert!(back.contains("`v2` retired"), "{back}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    ok(&cfg_a, &["verify"]);
+    ok(&cfg_a, &["verify", "--index", "v2"]);
+
+    // The retired index is dropped; the worker stops writing it.
+    ok(&cfg_a, &["index", "drop", "v2"]);
+    let list = ok(&cfg_a, &["index", "list"]);
+    assert!(!list.contains("v2"), "{list}");
+    let v2 = format!("{}__hash-32__v2", a.chroma.namespace);
+    assert!(env.chroma.get_collection(&v2).await.unwrap().is_none());
+    worker.sigterm();
+    let exit = worker.wait_exit(Duration::from_secs(15)).await;
+    assert!(
+        exit.is_some_and(|(s, _)| s.success()),
+        "{}",
+        worker.log_tail(20)
+    );
+    env.cleanup().await;
+}
