@@ -137,7 +137,7 @@ def in_transaction(client, body, attempts=10):
                 return session.with_transaction(
                     body,
                     read_concern=ReadConcern("snapshot"),
-                    write_concern=WriteConcern("majority"),
+                    write_concern=WriteConcern("majority", j=True),
                 )
         except DuplicateKeyError:
             if attempt + 1 == attempts:

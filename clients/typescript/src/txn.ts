@@ -129,7 +129,7 @@ export async function runTransaction<T>(
       }
       session.startTransaction({
         readConcern: { level: "snapshot" },
-        writeConcern: { w: "majority" },
+        writeConcern: { w: "majority", j: true },
       });
       let out: T;
       try {

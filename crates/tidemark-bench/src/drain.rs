@@ -198,8 +198,35 @@ pub(crate) async fn drain_with_worker(
     n: usize,
     model: &str,
 ) -> Result<Drained, BenchError> {
+    let w = DrainWorker {
+        part,
+        provider,
+        model,
+        env: &[],
+    };
+    drain_with(ctx, report, store, &w, n).await
+}
+
+/// Which worker drains a part: its embedder, its model's collection, extra settings.
+pub(crate) struct DrainWorker<'a> {
+    pub part: &'a str,
+    pub provider: Provider,
+    pub model: &'a str,
+    /// More `TIDEMARK_*` settings for the worker process.
+    pub env: &'a [(&'a str, &'a str)],
+}
+
+/// Like [`drain_with_worker`], for a worker with extra settings.
+pub(crate) async fn drain_with(
+    ctx: &Ctx,
+    report: &mut Report,
+    store: &Store,
+    w: &DrainWorker<'_>,
+    n: usize,
+) -> Result<Drained, BenchError> {
+    let (part, model) = (w.part, w.model);
     ctx.chroma_collection(&collection_name(&ctx.part(part), model));
-    let mut worker = WorkerProc::spawn(ctx, part, provider)?;
+    let mut worker = WorkerProc::spawn_with(ctx, part, w.provider, w.env)?;
     let ready = worker.wait_ready(Duration::from_secs(120)).await?;
     let window = Duration::from_secs_f64(ctx.counts.drain_max_seconds);
     let mut d = wait_drained_within(

@@ -5,7 +5,7 @@
 //! documents with the hashing embedder (goal < 96 MiB): a batch of long documents is embedded
 //! and written in groups bounded by bytes and count, so memory does not follow their length.
 
-use crate::drain::{backlog_raw_of, done_stats, record_stages, wait_drained_within};
+use crate::drain::{backlog_raw_of, done_stats, drain_with, wait_drained_within, DrainWorker};
 use crate::report::Report;
 use crate::worker_proc::{Provider, WorkerProc};
 use crate::{data, embedders, BenchError, Ctx};
@@ -14,7 +14,7 @@ use tidemark_core::chunk::{self, TokenCounter};
 use tidemark_core::chunking::{ChunkMode, ChunkingConfig};
 use tidemark_core::collection_name;
 use tidemark_embed::Embedder;
-use tidemark_store::{NewDocument, Store};
+use tidemark_store::NewDocument;
 
 const MODEL: &str = "all-MiniLM-L6-v2";
 /// Paragraphs of a long document (each about 40 words: about 2,000 tokens in all).
@@ -77,8 +77,13 @@ async fn throughput(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     let alone = sample.len() as f64 / start.elapsed().as_secs_f64();
     drop(embedder);
 
-    ctx.chroma_collection(&collection_name(&ctx.part("long"), MODEL));
-    let d = drain(ctx, report, &store, "long", Provider::Local, n).await?;
+    let w = DrainWorker {
+        part: "long",
+        provider: Provider::Local,
+        model: MODEL,
+        env: CHUNKED,
+    };
+    let d = drain_with(ctx, report, &store, &w, n).await?.rate();
     let (docs_s, chunks_s) = (d, d * per_doc);
     report.add(
         "long.worker_docs_per_s",
@@ -106,40 +111,6 @@ async fn throughput(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
         0.9,
     );
     Ok(())
-}
-
-/// Drains the part's backlog with a chunking worker over at most the drain window; returns
-/// documents per second.
-async fn drain(
-    ctx: &Ctx,
-    report: &mut Report,
-    store: &Store,
-    part: &str,
-    provider: Provider,
-    n: usize,
-) -> Result<f64, BenchError> {
-    let mut worker = WorkerProc::spawn_with(ctx, part, provider, CHUNKED)?;
-    let ready = worker.wait_ready(Duration::from_secs(120)).await?;
-    let window = Duration::from_secs_f64(ctx.counts.drain_max_seconds);
-    let mut d = wait_drained_within(
-        store,
-        &mut worker,
-        n as u64,
-        window + Duration::from_secs(120),
-        Some(window),
-    )
-    .await?;
-    d.ready_ms = worker.spawned_at_ms + ready.as_millis() as i64;
-    let metrics = worker.metrics().await.unwrap_or_default();
-    worker.stop(Duration::from_secs(30)).await?;
-    if !d.complete {
-        report.note(format!(
-            "{part}: the worker finished {} of {n} long documents within the {:.0} s window; its rate is over that window",
-            d.done, ctx.counts.drain_max_seconds
-        ));
-    }
-    record_stages(report, part, &metrics, d.window_s(), d.done);
-    Ok(d.rate())
 }
 
 async fn memory(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {

@@ -132,7 +132,12 @@ async fn raw_transaction(store: &Store, doc: &NewDocument) -> Result<(), BenchEr
     session
         .start_transaction()
         .read_concern(ReadConcern::snapshot())
-        .write_concern(WriteConcern::builder().w(Acknowledgment::Majority).build())
+        .write_concern(
+            WriteConcern::builder()
+                .w(Acknowledgment::Majority)
+                .journal(true)
+                .build(),
+        )
         .await?;
     store
         .documents()

@@ -2,8 +2,8 @@
 //! shared by every batch in flight of one embedder.
 //!
 //! Per-minute limits are a sliding window: a request is sent only once the tokens (and
-//! requests) of the last 60 seconds, its own included, fit the limit, so no 60-second window
-//! ever holds more than the limit. Callers reserve in arrival order and each is told how long
+//! requests) of the last 60 seconds (61 here: [`MARGIN`] for the way to the server), its own
+//! included, fit the limit, so no 60-second window ever holds more than the limit. Callers reserve in arrival order and each is told how long
 //! to wait, so several throttled batches queue one behind the other instead of retrying at once.
 //! A 429 pauses the budget for the server's Retry-After and halves the effective limits; each
 //! request that then succeeds gives back a tenth, so the rate recovers gradually.
@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 
 /// The sliding window of the per-minute limits.
 pub const WINDOW: Duration = Duration::from_secs(60);
+/// The client's window is this much longer than the server's: a request reaches the server a
+/// little after the budget let it go, and the oldest one of a window may have reached it late.
+pub const MARGIN: Duration = Duration::from_secs(1);
+/// The window the budget keeps.
+const KEPT: Duration = Duration::from_secs(61);
 /// Lowest share of the configured limits that throttling tightens to, percent.
 const MIN_PERCENT: u64 = 25;
 /// Share given back per successful request after throttling, percent.
@@ -81,7 +86,7 @@ impl Budget {
         // Move `at` forward until the window ending at `at` has room.
         loop {
             let window: Vec<&(Instant, u64)> =
-                self.sent.iter().filter(|(t, _)| *t + WINDOW > at).collect();
+                self.sent.iter().filter(|(t, _)| *t + KEPT > at).collect();
             let used: u64 = window.iter().map(|(_, k)| k).sum();
             let tokens_ok = tpm == 0 || used + tokens <= tpm || window.is_empty();
             let requests_ok = rpm == 0 || (window.len() as u64) < rpm;
@@ -89,7 +94,7 @@ impl Budget {
                 break;
             }
             // The oldest request of the window leaves it first.
-            at = window[0].0 + WINDOW;
+            at = window[0].0 + KEPT;
         }
         // Keep the log ordered by start time.
         let pos = self.sent.partition_point(|(t, _)| *t <= at);

@@ -1,5 +1,12 @@
 use super::*;
 
+const KEPT: Duration = Duration::from_secs(61);
+
+#[test]
+fn the_margin_makes_the_kept_window() {
+    assert_eq!(WINDOW + MARGIN, KEPT);
+}
+
 fn limits(tpm: u64, rpm: u64) -> Limits {
     Limits {
         tokens_per_request: 0,
@@ -44,7 +51,7 @@ fn tokens_per_minute_hold_in_every_window() {
     assert!(max_window(&got) <= 1000, "{}", max_window(&got));
     // 11 fit the first minute; the 12th waits for the first to leave the window.
     assert_eq!(got[10].0, t0 + Duration::from_millis(1000));
-    assert_eq!(got[11].0, t0 + WINDOW);
+    assert_eq!(got[11].0, t0 + KEPT);
 }
 
 #[test]
@@ -53,8 +60,8 @@ fn requests_per_minute_hold() {
     let t0 = Instant::now();
     let at: Vec<Instant> = (0..7).map(|_| b.reserve(1, t0)).collect();
     assert_eq!(&at[..3], &[t0, t0, t0]);
-    assert_eq!(&at[3..6], &[t0 + WINDOW; 3]);
-    assert_eq!(at[6], t0 + WINDOW * 2);
+    assert_eq!(&at[3..6], &[t0 + KEPT; 3]);
+    assert_eq!(at[6], t0 + KEPT * 2);
 }
 
 #[test]
@@ -62,7 +69,7 @@ fn a_request_larger_than_the_limit_goes_alone() {
     let mut b = Budget::new(limits(100, 0));
     let t0 = Instant::now();
     assert_eq!(b.reserve(500, t0), t0, "an empty window takes it");
-    assert_eq!(b.reserve(10, t0), t0 + WINDOW, "then nothing until it left");
+    assert_eq!(b.reserve(10, t0), t0 + KEPT, "then nothing until it left");
 }
 
 #[test]
@@ -71,7 +78,7 @@ fn callers_queue_in_order_instead_of_all_at_once() {
     let t0 = Instant::now();
     let at: Vec<Instant> = (0..5).map(|_| b.reserve(100, t0)).collect();
     for w in at.windows(2) {
-        assert_eq!(w[1], w[0] + WINDOW, "one per window, in order: {at:?}");
+        assert_eq!(w[1], w[0] + KEPT, "one per window, in order: {at:?}");
     }
 }
 

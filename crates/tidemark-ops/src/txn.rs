@@ -35,7 +35,16 @@ where
     let mut attempt = 0;
     loop {
         attempt += 1;
-        session.start_transaction().await?;
+        session
+            .start_transaction()
+            .read_concern(mongodb::options::ReadConcern::snapshot())
+            .write_concern(
+                mongodb::options::WriteConcern::builder()
+                    .w(mongodb::options::Acknowledgment::Majority)
+                    .journal(true)
+                    .build(),
+            )
+            .await?;
         match body(&mut session).await {
             Ok(Body::Abort(v)) => {
                 let _ = session.abort_transaction().await;

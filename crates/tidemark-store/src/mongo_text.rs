@@ -47,25 +47,29 @@ fn describe_kind(kind: &ErrorKind) -> String {
         ErrorKind::Write(WriteFailure::WriteConcernError(w)) => {
             refused("the write concern", w.code, &w.code_name, &w.message)
         }
-        ErrorKind::InsertMany(m) => match m.write_errors.as_ref().and_then(|v| v.first()) {
-            Some(w) => refused(
-                "a write of the batch",
-                w.code,
-                w.code_name.as_deref().unwrap_or(""),
-                &w.message,
-            ),
-            None => "MongoDB refused the batch's write concern".into(),
-        },
-        ErrorKind::BulkWrite(b) => match b.write_errors.values().next() {
-            Some(w) => refused(
-                "a write of the batch",
-                w.code,
-                w.code_name.as_deref().unwrap_or(""),
-                &w.message,
-            ),
-            None => "MongoDB refused the batch's write concern".into(),
-        },
+        ErrorKind::InsertMany(m) => batch_refused(
+            m.write_errors
+                .as_ref()
+                .and_then(|v| v.first())
+                .map(|w| (w.code, w.code_name.as_deref(), w.message.as_str())),
+        ),
+        ErrorKind::BulkWrite(b) => batch_refused(
+            b.write_errors
+                .values()
+                .next()
+                .map(|w| (w.code, w.code_name.as_deref(), w.message.as_str())),
+        ),
         other => format!("MongoDB: {}", excerpt(&other.to_string(), 200)),
+    }
+}
+
+/// The first refused statement of a batch (code, code name, message), or its write concern.
+fn batch_refused(first: Option<(i32, Option<&str>, &str)>) -> String {
+    match first {
+        Some((code, name, message)) => {
+            refused("a write of the batch", code, name.unwrap_or(""), message)
+        }
+        None => "MongoDB refused the batch's write concern".into(),
     }
 }
 

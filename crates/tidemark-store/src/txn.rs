@@ -103,7 +103,12 @@ pub(crate) async fn run<B: TxnBody>(
         session
             .start_transaction()
             .read_concern(ReadConcern::snapshot())
-            .write_concern(WriteConcern::builder().w(Acknowledgment::Majority).build())
+            .write_concern(
+                WriteConcern::builder()
+                    .w(Acknowledgment::Majority)
+                    .journal(true)
+                    .build(),
+            )
             .await?;
         let out = match body.run(&mut session).await {
             Ok(out) => out,

@@ -65,7 +65,7 @@ pub(crate) async fn refresh(w: &Worker) -> Result<(), WorkerError> {
     for def in defs {
         // The configuration's index is the primary lane (active at start-up; it may have
         // been retired since, and stays written until dropped).
-        if def.collection == p.exec.index.name() {
+        if p.primary.get() == Some(&def.name) || def.collection == p.exec.index.name() {
             continue;
         }
         if let Some(l) = current.iter().find(|l| same_shape(&l.def, &def)) {

@@ -43,6 +43,8 @@ pub(crate) struct Parts {
     pub chroma: Option<ChromaClient>,
     /// The further indexes written besides the active one (see `lanes`).
     pub lanes: std::sync::RwLock<LaneSet>,
+    /// The definition the configuration's index is (the active one at start-up).
+    pub primary: std::sync::OnceLock<String>,
 }
 
 /// The worker. Cheap to clone; clones share state.
@@ -136,6 +138,7 @@ impl Worker {
                 cfg,
                 chroma: None,
                 lanes: std::sync::RwLock::new(Arc::new(Vec::new())),
+                primary: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -181,7 +184,8 @@ impl Worker {
     pub async fn init(&self) -> Result<(), WorkerError> {
         self.parts.store.ensure_schema().await?;
         self.parts.locks.ensure_index().await?;
-        crate::lanes::check_active(self).await?;
+        let active = crate::lanes::check_active(self).await?;
+        let _ = self.parts.primary.set(active.name);
         crate::lanes::refresh(self).await?;
         Ok(())
     }
