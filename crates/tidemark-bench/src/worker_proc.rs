@@ -167,6 +167,8 @@ impl WorkerProc {
     }
 
     /// SIGTERM, then waits for the exit (killed after `deadline`). Returns how long it took.
+    /// Exit 0, or 3 (batches abandoned at the shutdown deadline), is a stop; anything else is
+    /// an error naming the log.
     pub async fn stop(mut self, deadline: Duration) -> Result<Duration, BenchError> {
         let start = Instant::now();
         let _ = Command::new("kill")
@@ -175,7 +177,9 @@ impl WorkerProc {
             .status()
             .await;
         match tokio::time::timeout(deadline, self.child.wait()).await {
-            Ok(Ok(status)) if status.success() => {
+            // 3: stopped within its deadline but abandoned batches in hand (a drain cut at the
+            // measurement window, e.g. mid-way through long documents); the outbox keeps them.
+            Ok(Ok(status)) if status.success() || status.code() == Some(3) => {
                 let _ = std::fs::remove_file(&self.log);
                 Ok(start.elapsed())
             }
