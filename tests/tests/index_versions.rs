@@ -67,7 +67,21 @@ async fn build_verify_activate_roll_back_and_drop_without_downtime() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The first worker records its configuration as the active index `main`.
+    let indexes = tidemark_store::indexes::Indexes::new(env.store.database());
+    let recorded = wait_until(Duration::from_secs(30), || async {
+        indexes.active().await.unwrap().is_some()
+    })
+    .await;
+    assert!(
+        recorded,
+        "the worker did not record `main`\n{}",
+        worker.log_tail(10)
+    );
+    assert_eq!(
+        indexes.active().await.unwrap().unwrap().embedder.dimension,
+        64
+    );
 
     // A worker with the other configuration refuses while `main` (64 dimensions) is active.
     let (code, _, err) = cli(&cfg_b, &["worker", "--once"]);

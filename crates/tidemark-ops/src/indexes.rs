@@ -56,14 +56,18 @@ pub async fn get(store: &Store, name: &str) -> Result<IndexDef, OpsError> {
 /// an error now, not in every worker later.
 pub async fn create(store: &Store, cfg: &Config, name: &str) -> Result<IndexDef, OpsError> {
     let indexes = Indexes::new(store.database());
-    let active = indexes.ensure_initial(cfg).await;
-    if let Ok(a) = &active {
-        if a.differences(cfg).is_empty() {
-            return Err(OpsError::Invalid(format!(
-                "the configuration describes the active index `{}` already: change [embedder] or [chunking] for the new index",
-                a.name
-            )));
-        }
+    // The active index is recorded by the first worker from ITS configuration; this one
+    // describes the new index, so it must not become `main`.
+    let Some(active) = indexes.active().await? else {
+        return Err(OpsError::Invalid(
+            "no active index yet: start `tidemark worker` once with the current configuration (it records it as `main`), then create the new index".into(),
+        ));
+    };
+    if active.differences(cfg).is_empty() {
+        return Err(OpsError::Invalid(format!(
+            "the configuration describes the active index `{}` already: change [embedder] or [chunking] for the new index",
+            active.name
+        )));
     }
     let def = IndexDef::from_config(cfg, name, IndexState::Building, false);
     let ecfg = def.embedder_config(&cfg.embedder);
