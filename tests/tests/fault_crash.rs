@@ -44,7 +44,7 @@ async fn mongodb_kill_9_during_an_import_with_the_worker_running() {
         .expect("start tidemark import");
 
     // Kill the server once a part of the import is in.
-    let started = fault_support::wait_for(Duration::from_secs(60), || async {
+    let started = tidemark_e2e::wait_until(Duration::from_secs(60), || async {
         env.check_store
             .documents()
             .count_documents(bson::doc! {})
@@ -86,7 +86,7 @@ async fn chroma_kill_9_during_a_drain() {
             .await;
     }
     let (w, _) = env.spawn_worker();
-    let some = fault_support::wait_for(Duration::from_secs(60), || async {
+    let some = tidemark_e2e::wait_until(Duration::from_secs(60), || async {
         env.check_store
             .outbox()
             .count_documents(bson::doc! {"status": "done"})

@@ -156,7 +156,7 @@ async fn chroma_permanent_4xx_is_dead_with_the_message_then_replayable() {
     proxy.always(UPSERT, Fault::status(400, msg));
     let w = spawn_via(&env, &proxy, Duration::from_secs(5));
     env.put_docs("t", 2, "permanent").await;
-    let dead = fault_support::wait_for(Duration::from_secs(30), || async {
+    let dead = tidemark_e2e::wait_until(Duration::from_secs(30), || async {
         env.report().await.dead.len() == 2
     })
     .await;
@@ -255,7 +255,7 @@ async fn embedder_faults_are_retried_bounded_and_permanent_ones_dead() {
     let msg = "injected: this model does not accept that input";
     proxy.always(EMBED, Fault::status(400, msg));
     env.put_docs("d", 1, "refused embedding").await;
-    let dead = fault_support::wait_for(Duration::from_secs(30), || async {
+    let dead = tidemark_e2e::wait_until(Duration::from_secs(30), || async {
         tidemark_e2e::consistency::check(&env.check_store, &env.chroma, &coll)
             .await
             .is_ok_and(|r| r.dead.len() == 1)

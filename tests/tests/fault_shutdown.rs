@@ -105,7 +105,7 @@ async fn sigterm_while_the_embedder_hangs_exits_within_the_deadline() {
     });
     started(&w).await;
     env.put_docs("a", 10, "the embedder hangs").await;
-    let hanging = fault_support::wait_for(Duration::from_secs(20), || async {
+    let hanging = tidemark_e2e::wait_until(Duration::from_secs(20), || async {
         proxy.count("hang") > 0
     })
     .await;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tidemark_core::config::EmbedderKind;
 use tidemark_e2e::procs::{self, WorkerProc};
 use tidemark_store::NewDocument;
-use worker_support::{count_status, test_config, wait_until, Env};
+use worker_support::{assert_drained, test_config, wait_until, Env};
 
 fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
     let out = procs::run(config, args, &[]);
@@ -31,11 +31,7 @@ fn ok(config: &Path, args: &[&str]) -> String {
 }
 
 async fn wait_drained(env: &Env, what: &str) {
-    let drained = wait_until(Duration::from_secs(90), || async {
-        count_status(&env.store, "pending").await == 0
-    })
-    .await;
-    assert!(drained, "{what}: entries still pending");
+    assert_drained(&env.store, Duration::from_secs(90), what).await;
 }
 
 fn text(i: usize) -> String {

@@ -19,7 +19,7 @@ use tidemark_ops::backfill::{backfill, BackfillOptions};
 use tidemark_ops::verify::{verify, VerifyOptions};
 use tidemark_ops::{NoProgress, Ops};
 use tidemark_store::NewDocument;
-use worker_support::{count_status, test_config, wait_until, Env};
+use worker_support::{assert_drained, count_status, test_config, wait_until, Env};
 
 /// `n` paragraphs of about 20 words; paragraph i mentions `topic<i>`.
 fn manual(n: usize, edit: Option<usize>) -> String {
@@ -283,11 +283,7 @@ async fn put_manuals(env: &Env, n: usize, paragraphs: usize, edit: Option<usize>
 }
 
 async fn wait_drained(env: &Env, what: &str) {
-    let drained = wait_until(Duration::from_secs(120), || async {
-        count_status(&env.store, "pending").await == 0
-    })
-    .await;
-    assert!(drained, "{what}: entries still pending after 120 s");
+    assert_drained(&env.store, Duration::from_secs(120), what).await;
 }
 
 /// Every live document's chunk set is exactly the one of its latest version.

@@ -238,21 +238,3 @@ pub fn cfg_named(cfg: &Config, app: &str) -> Config {
     c.mongodb.uri = format!("{}{sep}appName={app}", c.mongodb.uri);
     c
 }
-
-/// Polls `cond` every 100 ms until it holds or `timeout` passes; returns whether it held.
-pub async fn wait_for<F, Fut>(timeout: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = std::time::Instant::now();
-    loop {
-        if cond().await {
-            return true;
-        }
-        if start.elapsed() > timeout {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}

@@ -273,22 +273,15 @@ pub fn processed(w: &Worker, result: &str) -> u64 {
         .get()
 }
 
-/// Polls `cond` every 100 ms until it holds or `timeout` passes; returns whether it held.
-pub async fn wait_until<F, Fut>(timeout: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = std::time::Instant::now();
-    loop {
-        if cond().await {
-            return true;
-        }
-        if start.elapsed() > timeout {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+pub use tidemark_e2e::wait_until;
+
+/// Waits (at most `timeout`) until no outbox entry is pending; fails the test naming `what`.
+pub async fn assert_drained(store: &Store, timeout: Duration, what: &str) {
+    let drained = wait_until(timeout, || async {
+        count_status(store, "pending").await == 0
+    })
+    .await;
+    assert!(drained, "{what}: entries still pending after {timeout:?}");
 }
 
 /// Number of outbox entries with this status.
