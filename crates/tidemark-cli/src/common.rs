@@ -39,12 +39,62 @@ pub fn init_logging(cfg: &Config) {
     };
 }
 
+/// Set while a command's runtime shuts down: see [`quiet_teardown_panics`].
+static TEARING_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A command's tokio runtime. Dropping it marks the teardown, during which a background task
+/// of a library (the MongoDB driver's connection pool, when a command ends while a connection
+/// is still being made) may panic on a closed channel; that is not the command's outcome.
+pub struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for Runtime {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("runtime present until dropped")
+    }
+}
+
+impl Runtime {
+    /// Shuts down, waiting at most `timeout` for blocking tasks.
+    pub fn shutdown_timeout(mut self, timeout: std::time::Duration) {
+        TEARING_DOWN.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_timeout(timeout);
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        TEARING_DOWN.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(self.0.take());
+    }
+}
+
 /// A multi-threaded tokio runtime for one command.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> anyhow::Result<Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
+        .map(|rt| Runtime(Some(rt)))
         .context("cannot start the async runtime")
+}
+
+/// Installs a panic hook that keeps panics of runtime threads during a command's runtime
+/// teardown out of the output (logged at debug level), so a failed command still prints its
+/// one `error:` line only. Every other panic is reported as before.
+pub fn quiet_teardown_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let on_runtime_thread = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("tokio-runtime-worker") || n.starts_with("tokio-rt"));
+        if on_runtime_thread && TEARING_DOWN.load(std::sync::atomic::Ordering::SeqCst) {
+            tracing::debug!(panic = %info, "a background task panicked while the runtime shut down");
+            return;
+        }
+        default(info);
+    }));
 }
 
 /// A progress bar on a terminal, hidden otherwise (logs stay quiet).
@@ -127,4 +177,19 @@ pub async fn searching_reader(
         Some(c) => reader.with_index(embedder, &c)?,
         None => reader.with_embedder(embedder)?,
     })
+}
+
+/// Connects to MongoDB and makes sure the collections and indexes exist (idempotent, cheap).
+pub async fn ready_store(cfg: &Config) -> anyhow::Result<tidemark_store::Store> {
+    let store = tidemark_store::Store::connect(cfg).await.with_context(|| {
+        format!(
+            "cannot connect to MongoDB at {}",
+            tidemark_core::redact_uri(&cfg.mongodb.uri)
+        )
+    })?;
+    store
+        .ensure_schema()
+        .await
+        .context("cannot create the collections and indexes")?;
+    Ok(store)
 }

@@ -76,6 +76,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    common::quiet_teardown_panics();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Config(args) => commands::config::run(&cli.global, args),

@@ -60,17 +60,7 @@ pub struct DeleteArgs {
 pub async fn open_store(global: &GlobalArgs) -> anyhow::Result<Store> {
     let cfg = global.load_config()?;
     common::init_logging(&cfg);
-    let store = Store::connect(&cfg).await.with_context(|| {
-        format!(
-            "cannot connect to MongoDB at {}",
-            tidemark_core::redact_uri(&cfg.mongodb.uri)
-        )
-    })?;
-    store
-        .ensure_schema()
-        .await
-        .context("cannot create the collections and indexes")?;
-    Ok(store)
+    common::ready_store(&cfg).await
 }
 
 fn read_content(args: &PutArgs) -> anyhow::Result<String> {

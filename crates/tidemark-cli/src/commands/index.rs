@@ -10,7 +10,6 @@ use anyhow::Context;
 use std::process::ExitCode;
 use tidemark_ops::backfill::BackfillOptions;
 use tidemark_ops::indexes;
-use tidemark_store::Store;
 
 #[derive(clap::Args, Debug)]
 pub struct IndexArgs {
@@ -60,11 +59,7 @@ pub fn run(global: &GlobalArgs, args: IndexArgs) -> anyhow::Result<ExitCode> {
     let cfg = global.load_config()?;
     init_logging(&cfg);
     runtime()?.block_on(async move {
-        let store = Store::connect(&cfg).await.context("cannot connect to MongoDB")?;
-        store
-            .ensure_schema()
-            .await
-            .context("cannot create the collections and indexes")?;
+        let store = crate::common::ready_store(&cfg).await?;
         match args.action {
             Action::List { json } | Action::Status { json } => {
                 let all = indexes::status(&store, &cfg).await?;

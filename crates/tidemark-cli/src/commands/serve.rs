@@ -7,7 +7,6 @@ use anyhow::{anyhow, Context};
 use std::process::ExitCode;
 use std::time::Duration;
 use tidemark_read::http::{serve_on, ServeOptions};
-use tidemark_store::Store;
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {}
@@ -19,16 +18,7 @@ pub fn run(global: &GlobalArgs, _args: ServeArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let stop = stop_signal(&rt)?;
     let result = rt.block_on(async {
-        let store = Store::connect(&cfg).await.with_context(|| {
-            format!(
-                "cannot connect to MongoDB at {}",
-                tidemark_core::redact_uri(&cfg.mongodb.uri)
-            )
-        })?;
-        store
-            .ensure_schema()
-            .await
-            .context("cannot create the collections and indexes")?;
+        let store = crate::common::ready_store(&cfg).await?;
         let reader = crate::common::searching_reader(&cfg, store).await?;
         reader
             .ensure_indexes()
