@@ -135,7 +135,11 @@ impl MongoServer {
         cmd.args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .arg("--storage-path")
             .arg(self.dir.join("data"))
-            .args(["--log-level", "WARNING"]);
+            .args(["--log-level", "WARNING"])
+            // A transaction's commit is on disk when acknowledged, as mongod's journal makes it
+            // with `j: true` (this server ignores `j` on commitTransaction without the flag):
+            // the kill -9 tests check that no acknowledged write is lost.
+            .arg("--sync-on-commit");
         if self.opts.test_commands {
             cmd.arg("--enable-test-commands");
         }
