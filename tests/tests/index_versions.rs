@@ -34,8 +34,19 @@ async fn wait_drained(env: &Env, what: &str) {
     assert_drained(&env.store, Duration::from_secs(90), what).await;
 }
 
+/// Text of note `i`: three words picked by its digits make every text's hashed vector distinct
+/// even in 32 dimensions (duplicate vectors make Chroma's HNSW search miss exact matches).
 fn text(i: usize) -> String {
-    format!("note {i}: the harbour master logs tide number {i} at dawn")
+    const W: [&str; 10] = [
+        "amber", "basalt", "cedar", "delta", "ember", "fjord", "granite", "heron", "inlet",
+        "juniper",
+    ];
+    format!(
+        "note {i}: the harbour master logs tide number {i} at dawn, {} {} {}",
+        W[i % 10],
+        W[(i / 10) % 10],
+        W[(i / 100) % 10]
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
