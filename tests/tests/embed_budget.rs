@@ -6,7 +6,9 @@
 //!   budget;
 //! - a server that rate-limits (429 + Retry-After) below what the worker would send: the
 //!   worker pauses for the Retry-After instead of retrying in a loop (few 429s in all),
-//!   finishes, and no entry ends dead.
+//!   finishes, and no entry ends dead;
+//! - what the worker spent is recorded per index and day (`usage`), equal to the server's own
+//!   count, and `tidemark status` shows it.
 
 mod worker_support;
 
@@ -17,6 +19,7 @@ use tidemark_core::config::EmbedderKind;
 use tidemark_e2e::procs::{self, WorkerProc};
 use tidemark_embed::hash::HashEmbedder;
 use tidemark_embed::server_limits::ServerLimits;
+use tidemark_store::usage::{day_of, Usage};
 use tidemark_store::NewDocument;
 use worker_support::{count_status, test_config, wait_until, Env};
 
@@ -45,7 +48,12 @@ async fn stats(addr: SocketAddr) -> serde_json::Value {
 
 /// A backlog of `n` documents (about 35 approximate tokens each), drained by the worker binary
 /// against `addr` with `tokens_per_minute` as its budget; returns when everything is done.
-async fn drain_through(prefix: &str, addr: SocketAddr, n: usize, tokens_per_minute: u64) -> Env {
+async fn drain_through(
+    prefix: &str,
+    addr: SocketAddr,
+    n: usize,
+    tokens_per_minute: u64,
+) -> (Env, std::path::PathBuf) {
     let mut cfg = test_config(prefix);
     cfg.embedder.provider = EmbedderKind::Openai;
     cfg.embedder.base_url = format!("http://{addr}");
@@ -80,7 +88,7 @@ async fn drain_through(prefix: &str, addr: SocketAddr, n: usize, tokens_per_minu
         0,
         "{prefix}: entries dead"
     );
-    env
+    (env, config)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,7 +102,7 @@ async fn the_worker_keeps_to_its_budget_and_to_the_servers_rate_limit() {
         tokens_per_minute: 700,
     })
     .await;
-    let (a, b) = tokio::join!(
+    let ((a, a_config), (b, _)) = tokio::join!(
         drain_through("eb_own", own, 60, 1000),
         drain_through("eb_429", limited, 60, 0),
     );
@@ -111,6 +119,19 @@ async fn the_worker_keeps_to_its_budget_and_to_the_servers_rate_limit() {
         "the worker sent more than its budget in one minute: {s}"
     );
     assert_eq!(s["throttled"], 0, "{s}");
+    // The worker recorded what it spent (flushed when it stopped), as the server counted it.
+    let today = Usage::new(a.store.database())
+        .on(&day_of(bson::DateTime::now()))
+        .await
+        .unwrap();
+    assert_eq!(today.len(), 1, "{today:?}");
+    assert_eq!((today[0].index.as_str(), today[0].tokens), ("main", total));
+    let out = procs::run(&a_config, &["status"], &[]);
+    let text = procs::text(&out);
+    assert!(
+        text.contains(&format!("main (active, hash-{DIM}, {total} tokens today")),
+        "{text}"
+    );
 
     let s = stats(limited).await;
     eprintln!("server limit: {s}");

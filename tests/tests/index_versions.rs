@@ -2,7 +2,8 @@
 //! writes the active index (hashing embedder, 64 dimensions), a new index is created from a
 //! second configuration (32 dimensions) and built; the worker picks it up by itself, both
 //! indexes end consistent with MongoDB, activation is refused while the build is incomplete,
-//! switches what `search` reads, and activating the old index back is immediate; an
+//! switches what `search` (and a running `tidemark serve`) reads, and activating the old
+//! index back is immediate; an
 //! interrupted build and a worker killed with -9 during it resume; a worker whose configuration
 //! disagrees with the active index refuses to start, naming both; a retired index is dropped.
 
@@ -12,6 +13,8 @@ use std::path::Path;
 use std::time::Duration;
 use tidemark_core::config::EmbedderKind;
 use tidemark_e2e::procs::{self, WorkerProc};
+use tidemark_embed::hash::HashEmbedder;
+use tidemark_embed::Embedder;
 use tidemark_store::NewDocument;
 use worker_support::{assert_drained, test_config, wait_until, Env};
 
@@ -55,6 +58,12 @@ async fn build_verify_activate_roll_back_and_drop_without_downtime() {
     a.embedder.provider = EmbedderKind::Hash;
     a.embedder.dimension = 64;
     a.worker.lease = Duration::from_secs(3);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    a.serve.addr = format!("127.0.0.1:{port}");
     let mut b = a.clone();
     b.embedder.dimension = 32;
     let env = Env::with_config(a.clone()).await;
@@ -140,6 +149,16 @@ async fn build_verify_activate_roll_back_and_drop_without_downtime() {
     assert_eq!(vectors("main"), Some(200), "{list}");
     assert_eq!(vectors("v2"), Some(200), "{list}");
 
+    // A server started before the switch follows it: a 32-dimension vector is refused by
+    // `main` (64) and answered once v2 is active.
+    let serve = Serve::start(&cfg_a, &dir).await;
+    let v32 = HashEmbedder::new(32)
+        .embed(&[text(7)])
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(serve.search_vector(&v32).await.0, 400);
+
     // Activation switches search: with a 64-dimension query the 32-dimension index could not
     // even be searched, so a search that finds n7 with config A reads v2's embedder and vectors.
     let act = ok(&cfg_b, &["index", "activate", "v2"]);
@@ -149,6 +168,12 @@ async fn build_verify_activate_roll_back_and_drop_without_downtime() {
     assert!(found.contains("\"n7\""), "{found}");
     let status = ok(&cfg_b, &["status"]);
     assert!(status.contains("v2 (active, hash-32)"), "{status}");
+    let followed = wait_until(Duration::from_secs(15), || async {
+        let (code, body) = serve.search_vector(&v32).await;
+        code == 200 && body.contains("\"n7\"")
+    })
+    .await;
+    assert!(followed, "serve still searches `main`:\n{}", serve.log());
     // The old worker keeps running (it writes both); a new one with config A now refuses.
     let (code, _, err) = cli(&cfg_a, &["worker", "--once"]);
     assert_ne!(code, 0);
@@ -168,6 +193,16 @@ async fn build_verify_activate_roll_back_and_drop_without_downtime() {
     assert!(started.elapsed() < Duration::from_secs(5));
     ok(&cfg_a, &["verify"]);
     ok(&cfg_a, &["verify", "--index", "v2"]);
+    let back_in_serve = wait_until(Duration::from_secs(15), || async {
+        serve.search_vector(&v32).await.0 == 400
+    })
+    .await;
+    assert!(
+        back_in_serve,
+        "serve did not follow the rollback:\n{}",
+        serve.log()
+    );
+    drop(serve);
 
     // The retired index is dropped; the worker stops writing it.
     ok(&cfg_a, &["index", "drop", "v2"]);
@@ -183,4 +218,62 @@ async fn build_verify_activate_roll_back_and_drop_without_downtime() {
         worker.log_tail(20)
     );
     env.cleanup().await;
+}
+
+/// `tidemark serve` with a configuration (loopback, no token), killed when dropped.
+struct Serve {
+    child: std::process::Child,
+    base: String,
+    log: std::path::PathBuf,
+}
+
+impl Serve {
+    async fn start(config: &Path, dir: &Path) -> Serve {
+        let text = std::fs::read_to_string(config).unwrap();
+        let cfg: tidemark_core::Config = toml::from_str(&text).unwrap();
+        let log = dir.join("serve.log");
+        let child = std::process::Command::new(tidemark_e2e::tidemark_bin())
+            .args(["--config", config.to_str().unwrap(), "serve"])
+            .env_remove("MONGODB_URI")
+            .env_remove("CHROMA_URL")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("run tidemark serve (cargo build -p tidemark-cli first)");
+        let serve = Serve {
+            child,
+            base: format!("http://{}", cfg.serve.addr),
+            log,
+        };
+        let up = wait_until(Duration::from_secs(30), || async {
+            reqwest::get(format!("{}/healthz", serve.base))
+                .await
+                .is_ok()
+        })
+        .await;
+        assert!(up, "serve did not start:\n{}", serve.log());
+        serve
+    }
+
+    /// Status and body of a vector search for 5 hits.
+    async fn search_vector(&self, v: &[f32]) -> (u16, String) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/search", self.base))
+            .json(&serde_json::json!({"vector": v, "k": 5}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -10,7 +10,7 @@ use crate::worker_proc::{Provider, WorkerProc};
 use crate::{data, BenchError, Ctx};
 use bson::doc;
 use futures::TryStreamExt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tidemark_core::collection_name;
@@ -32,27 +32,9 @@ pub async fn run(ctx: &Ctx, report: &mut Report, capacity: f64) -> Result<(), Be
     store.put_many(data::documents("warm", 0, 10)).await?;
     wait_drained(&store, &mut worker, 10, Duration::from_secs(60)).await?;
 
-    let next = Arc::new(AtomicUsize::new(0));
     let t0 = tokio::time::Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..WRITERS {
-        let (store, next) = (store.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                if k >= total {
-                    return Ok::<(), BenchError>(());
-                }
-                let due = t0 + Duration::from_secs_f64(k as f64 / target);
-                tokio::time::sleep_until(due).await;
-                store.put(data::document("lag", k as u64)).await?;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await
-            .map_err(|e| BenchError::Setup(format!("writer task: {e}")))??;
-    }
+    let writers = SteadyWriters::start(&store, "lag", target, Some(total), None);
+    writers.finish().await?;
     let offered = rate(total, t0.elapsed());
     wait_drained(
         &store,
@@ -64,21 +46,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report, capacity: f64) -> Result<(), Be
     let metrics = worker.metrics().await.unwrap_or_default();
     worker.stop(Duration::from_secs(30)).await?;
 
-    let mut cur = store
-        .database()
-        .collection::<bson::Document>("outbox")
-        .find(doc! {"status": OutboxStatus::Done})
-        .projection(doc! {"contentId": 1, "createdAt": 1, "doneAt": 1})
-        .await?;
-    let mut lags = Vec::with_capacity(total);
-    while let Some(d) = cur.try_next().await? {
-        if !d.get_str("contentId").unwrap_or("").starts_with("lag-") {
-            continue;
-        }
-        if let (Ok(c), Ok(done)) = (d.get_datetime("createdAt"), d.get_datetime("doneAt")) {
-            lags.push((done.timestamp_millis() - c.timestamp_millis()) as f64 / 1000.0);
-        }
-    }
+    let lags = lags_of(&store, "lag-").await?;
     if lags.len() < total {
         report.note(format!(
             "lag: only {} of {total} entries were done",
@@ -110,4 +78,82 @@ pub async fn run(ctx: &Ctx, report: &mut Report, capacity: f64) -> Result<(), Be
     let window = lags.len() as f64 / offered.max(1.0);
     record_stages(report, "lag", &metrics, window, lags.len() as u64);
     Ok(())
+}
+
+/// Writers calling `Store::put` on a fixed schedule (open loop): document `k` (contentId
+/// `<prefix>-<k>`) is due at `k / rate` seconds after the start, whatever the worker does.
+pub(crate) struct SteadyWriters {
+    tasks: Vec<tokio::task::JoinHandle<Result<(), BenchError>>>,
+    written: Arc<AtomicUsize>,
+}
+
+impl SteadyWriters {
+    /// Starts [`WRITERS`] writers; they stop after `total` documents, or when `stop` is set.
+    pub fn start(
+        store: &tidemark_store::Store,
+        prefix: &str,
+        rate: f64,
+        total: Option<usize>,
+        stop: Option<Arc<AtomicBool>>,
+    ) -> SteadyWriters {
+        let next = Arc::new(AtomicUsize::new(0));
+        let written = Arc::new(AtomicUsize::new(0));
+        let t0 = tokio::time::Instant::now();
+        let total = total.unwrap_or(usize::MAX);
+        let tasks = (0..WRITERS)
+            .map(|_| {
+                let (store, next, stop) = (store.clone(), next.clone(), stop.clone());
+                let written = written.clone();
+                let prefix = prefix.to_string();
+                tokio::spawn(async move {
+                    loop {
+                        if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+                            return Ok(());
+                        }
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        if k >= total {
+                            return Ok(());
+                        }
+                        let due = t0 + Duration::from_secs_f64(k as f64 / rate);
+                        tokio::time::sleep_until(due).await;
+                        store.put(data::document(&prefix, k as u64)).await?;
+                        written.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        SteadyWriters { tasks, written }
+    }
+
+    /// Waits for every writer; returns how many documents were written.
+    pub async fn finish(self) -> Result<usize, BenchError> {
+        for t in self.tasks {
+            t.await
+                .map_err(|e| BenchError::Setup(format!("writer task: {e}")))??;
+        }
+        Ok(self.written.load(Ordering::Relaxed))
+    }
+}
+
+/// `doneAt - createdAt` in seconds of every done entry whose contentId starts with `prefix`.
+pub(crate) async fn lags_of(
+    store: &tidemark_store::Store,
+    prefix: &str,
+) -> Result<Vec<f64>, BenchError> {
+    let mut cur = store
+        .database()
+        .collection::<bson::Document>("outbox")
+        .find(doc! {"status": OutboxStatus::Done})
+        .projection(doc! {"contentId": 1, "createdAt": 1, "doneAt": 1})
+        .await?;
+    let mut lags = Vec::new();
+    while let Some(d) = cur.try_next().await? {
+        if !d.get_str("contentId").unwrap_or("").starts_with(prefix) {
+            continue;
+        }
+        if let (Ok(c), Ok(done)) = (d.get_datetime("createdAt"), d.get_datetime("doneAt")) {
+            lags.push((done.timestamp_millis() - c.timestamp_millis()) as f64 / 1000.0);
+        }
+    }
+    Ok(lags)
 }

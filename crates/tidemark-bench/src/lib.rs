@@ -13,7 +13,9 @@
 //! - `long`: long documents chunked: drain with the local model against the embedder alone on
 //!   the same chunks, and the worker's peak memory over a backlog of them;
 //! - `migrate`: `migrate run` of a legacy dual store against `put_many` of the same records,
-//!   and the time vector reuse saves.
+//!   and the time vector reuse saves;
+//! - `index`: a new index version built over a corpus while writes go on at half load: the
+//!   build's docs/s and the live commit-to-done lag.
 //!
 //! The worker always runs as a separate process (the `tidemark worker` binary), so its memory
 //! is its own and its Prometheus histograms name the slow stage. It is a benchmark, not a
@@ -22,6 +24,7 @@
 mod data;
 mod drain;
 mod embedders;
+mod index;
 mod lag;
 mod long;
 mod memory;
@@ -68,10 +71,11 @@ pub enum Section {
     Memory,
     Long,
     Migrate,
+    Index,
 }
 
 impl Section {
-    pub const ALL: [Section; 7] = [
+    pub const ALL: [Section; 8] = [
         Section::Write,
         Section::Drain,
         Section::Local,
@@ -79,6 +83,7 @@ impl Section {
         Section::Memory,
         Section::Long,
         Section::Migrate,
+        Section::Index,
     ];
 
     pub fn parse(s: &str) -> Option<Section> {
@@ -94,6 +99,7 @@ impl Section {
             Section::Memory => "memory",
             Section::Long => "long",
             Section::Migrate => "migrate",
+            Section::Index => "index",
         }
     }
 }
@@ -132,6 +138,8 @@ pub struct Counts {
     pub migrate_records: usize,
     /// Records per `put_many` call, in the migration and in its baseline.
     pub migrate_batch: usize,
+    /// Corpus of the index-build measurement.
+    pub index_docs: usize,
 }
 
 impl Counts {
@@ -154,6 +162,7 @@ impl Counts {
             long_memory_backlog: 20_000,
             migrate_records: 1000,
             migrate_batch: 100,
+            index_docs: 20_000,
         }
     }
 
@@ -176,6 +185,7 @@ impl Counts {
             long_memory_backlog: 100,
             migrate_records: 60,
             migrate_batch: 20,
+            index_docs: 200,
         }
     }
 }
@@ -202,7 +212,7 @@ pub struct BenchOptions {
 /// Every `<part>` of `<name>_<part>` a run may create (databases and Chroma namespaces).
 pub const PARTS: &[&str] = &[
     "write", "drain", "chroma", "dual", "local", "lag", "capacity", "memory", "legacy", "migput",
-    "migrate", "reuse", "long", "longmem",
+    "migrate", "reuse", "long", "longmem", "index",
 ];
 
 /// Removes whatever a run named `name` may have left behind (e.g. after it was killed):
@@ -224,14 +234,17 @@ pub async fn cleanup(cfg: &Config, name: &str) -> Result<Vec<String>, BenchError
     }
     let models = [
         format!("hash-{}", Counts::full().hash_dimension),
+        format!("hash-{}", index::NEW_DIMENSION),
         "all-MiniLM-L6-v2".to_string(),
     ];
     for part in PARTS {
         for model in &models {
             let coll = tidemark_core::collection_name(&format!("{prefix}{part}"), model);
-            if let Ok(Some(_)) = chroma.get_collection(&coll).await {
-                if let Err(e) = chroma.delete_collection(&coll).await {
-                    problems.push(format!("cannot delete Chroma collection {coll}: {e}"));
+            for coll in [coll.clone(), format!("{coll}__{}", index::NEW_INDEX)] {
+                if let Ok(Some(_)) = chroma.get_collection(&coll).await {
+                    if let Err(e) = chroma.delete_collection(&coll).await {
+                        problems.push(format!("cannot delete Chroma collection {coll}: {e}"));
+                    }
                 }
             }
         }
@@ -351,6 +364,7 @@ pub async fn run(opts: BenchOptions) -> Result<Report, BenchError> {
             Section::Memory => memory::run(&ctx, &mut report).await,
             Section::Long => long::run(&ctx, &mut report).await,
             Section::Migrate => migrate::run(&ctx, &mut report).await,
+            Section::Index => index::run(&ctx, &mut report).await,
         };
         if let Err(e) = result {
             tracing::error!(section = section.name(), error = %e, "benchmark section failed");

@@ -47,6 +47,10 @@ pub trait Embedder: Send + Sync {
     fn count_tokens(&self, text: &str) -> usize {
         tidemark_core::chunk::TokenCounter::count(&tidemark_core::chunk::ApproxCounter, text)
     }
+    /// Names the index this embedder serves: the `index` label of its metrics (tokens,
+    /// throttled time, cost). Until called, the label is the model id. Providers that count
+    /// nothing ignore it.
+    fn set_index(&self, _index: &str) {}
     /// Embeds `texts` (any count; providers split into batches of their own maximum size).
     /// Returns exactly one vector of `dimension()` floats per text, in order.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;

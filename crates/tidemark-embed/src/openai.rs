@@ -33,6 +33,8 @@ pub struct OpenAiEmbedder {
     limits: Limits,
     budget: SharedBudget,
     price_per_million: f64,
+    /// The `index` label of the metrics (the model id until `set_index`).
+    index: std::sync::RwLock<String>,
 }
 
 impl std::fmt::Debug for OpenAiEmbedder {
@@ -109,6 +111,7 @@ impl OpenAiEmbedder {
             limits,
             budget: SharedBudget::new(limits),
             price_per_million: cfg.price_per_million_tokens,
+            index: std::sync::RwLock::new(cfg.model.clone()),
         })
     }
 
@@ -228,21 +231,24 @@ impl OpenAiEmbedder {
         }
     }
 
+    fn label(&self) -> String {
+        self.index.read().expect("label lock").clone()
+    }
+
     fn throttled_for(&self, d: Duration) {
         if !d.is_zero() {
             metrics::THROTTLED_SECONDS
-                .with_label_values(&[&self.model])
+                .with_label_values(&[&self.label()])
                 .inc_by(d.as_secs_f64());
         }
     }
 
     fn spent(&self, tokens: u64) {
-        metrics::TOKENS
-            .with_label_values(&[&self.model])
-            .inc_by(tokens);
+        let label = self.label();
+        metrics::TOKENS.with_label_values(&[&label]).inc_by(tokens);
         if self.price_per_million > 0.0 {
             metrics::COST
-                .with_label_values(&[&self.model])
+                .with_label_values(&[&label])
                 .inc_by(tokens as f64 * self.price_per_million / 1e6);
         }
     }
@@ -305,6 +311,10 @@ impl Embedder for OpenAiEmbedder {
 
     fn dimension(&self) -> usize {
         self.dimension
+    }
+
+    fn set_index(&self, index: &str) {
+        *self.index.write().expect("label lock") = index.to_string();
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {

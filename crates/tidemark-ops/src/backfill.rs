@@ -11,6 +11,10 @@
 //! deletes the checkpoint first). The default run id is derived from the options
 //! (`all` or `missing`, plus `-type-<T>`), so re-running the same command resumes.
 //!
+//! A run covers the documents there were when it started: up to their largest `_id` then,
+//! kept in the checkpoint as `untilId`. Later documents were enqueued by their own writes (and
+//! reach every index live by then), so a run behind a busy writer still ends.
+//!
 //! Selection: all documents (optionally of one `type`), for a full re-embed; or with
 //! `missing_only`, documents that have no vector: `indexedVersion` absent or below `version`,
 //! or no vector with their id (chunked: no chunk 0) in the Chroma collection of the configured
@@ -148,11 +152,13 @@ async fn load_checkpoint(
         return Ok((cp, true));
     }
     let now = DateTime::now();
+    let until = last_document_id(ops, &opts.doc_type).await?;
     let cp = doc! {
         "_id": id,
         "kind": "backfill",
         "type": type_bson,
         "missingOnly": opts.missing_only,
+        "untilId": until.map(Bson::ObjectId).unwrap_or(Bson::Null),
         "lastId": Bson::Null,
         "scanned": 0_i64,
         "enqueued": 0_i64,
@@ -170,6 +176,45 @@ async fn load_checkpoint(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Records that the run reached its end (if its checkpoint is still at `last`).
+async fn finish(
+    ops: &Ops,
+    cp_id: &str,
+    last: Option<ObjectId>,
+    mut report: BackfillReport,
+) -> Result<BackfillReport, OpsError> {
+    ops.store
+        .database()
+        .collection::<Document>(COLL_SYNC_STATE)
+        .update_one(
+            doc! {"_id": cp_id, "lastId": last.map(Bson::ObjectId).unwrap_or(Bson::Null)},
+            doc! {"$set": {"completedAt": DateTime::now(), "updatedAt": DateTime::now()}},
+        )
+        .await?;
+    report.completed = true;
+    Ok(report)
+}
+
+/// The largest document `_id` (of `doc_type`, if given) now: where a new run stops.
+async fn last_document_id(
+    ops: &Ops,
+    doc_type: &Option<String>,
+) -> Result<Option<ObjectId>, OpsError> {
+    let mut filter = doc! {};
+    if let Some(t) = doc_type {
+        filter.insert("type", t);
+    }
+    let last = ops
+        .store
+        .database()
+        .collection::<Document>(COLL_DOCUMENTS)
+        .find_one(filter)
+        .sort(doc! {"_id": -1})
+        .projection(doc! {"_id": 1})
+        .await?;
+    Ok(last.and_then(|d| d.get_object_id("_id").ok()))
 }
 
 fn is_duplicate(e: &mongodb::error::Error) -> bool {
@@ -284,6 +329,18 @@ pub async fn backfill(
     if let Some(t) = &opts.doc_type {
         base.insert("type", t);
     }
+    // The documents there were when the run started; later ones were enqueued by their own
+    // writes (and reach every index live then), so a scan behind a busy writer still ends.
+    let until = match cp.get("untilId") {
+        Some(Bson::ObjectId(u)) => Some(*u),
+        Some(Bson::Null) => {
+            return finish(ops, &cp_id, last, report).await;
+        }
+        _ => None, // a checkpoint written before runs had a bound
+    };
+    if let Some(u) = until {
+        base.insert("_id", doc! {"$lte": u});
+    }
     let total = docs.count_documents(base.clone()).await?;
     progress.phase("backfill", Some(total));
     progress.inc(report.total_scanned.min(total));
@@ -297,7 +354,11 @@ pub async fn backfill(
         }
         let mut filter = base.clone();
         if let Some(l) = last {
-            filter.insert("_id", doc! {"$gt": l});
+            let mut range = doc! {"$gt": l};
+            if let Some(u) = until {
+                range.insert("$lte", u);
+            }
+            filter.insert("_id", range);
         }
         let page: Vec<Document> = docs
             .find(filter)
@@ -308,15 +369,7 @@ pub async fn backfill(
             .try_collect()
             .await?;
         let Some(page_last) = page.last().and_then(|d| d.get_object_id("_id").ok()) else {
-            ops.store
-                .database()
-                .collection::<Document>(COLL_SYNC_STATE)
-                .update_one(
-                    doc! {"_id": &cp_id, "lastId": last.map(Bson::ObjectId).unwrap_or(Bson::Null)},
-                    doc! {"$set": {"completedAt": DateTime::now(), "updatedAt": DateTime::now()}},
-                )
-                .await?;
-            report.completed = true;
+            report = finish(ops, &cp_id, last, report).await?;
             break;
         };
         let chosen = select(ops, exists, &page, opts.missing_only).await?;
@@ -335,7 +388,11 @@ pub async fn backfill(
     Ok(report)
 }
 
-/// Waits (polling once a second) until at most `max` outbox entries are pending.
+/// How often a throttled run looks at the pending count again (a count of the pending
+/// entries, answered from the claim index).
+const ROOM_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Waits (polling every [`ROOM_POLL`]) until at most `max` outbox entries are pending.
 async fn wait_for_room(ops: &Ops, max: u64) -> Result<(), OpsError> {
     let outbox = ops.store.database().collection::<Document>(COLL_OUTBOX);
     let mut logged = false;
@@ -347,14 +404,14 @@ async fn wait_for_room(ops: &Ops, max: u64) -> Result<(), OpsError> {
             return Ok(());
         }
         if !logged {
-            tracing::info!(
+            tracing::debug!(
                 pending,
                 max,
                 "backfill waits for the workers to drain the outbox"
             );
             logged = true;
         }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        tokio::time::sleep(ROOM_POLL).await;
     }
 }
 

@@ -71,6 +71,8 @@ pub struct StatusReport {
     pub unfinished_backfills: Vec<String>,
     /// Every index definition as `name (state, model)`; the active one first.
     pub indexes: Vec<String>,
+    /// Embedding API tokens (and estimated cost) spent today (UTC) per index.
+    pub tokens_today: Vec<tidemark_store::usage::DayUsage>,
     pub max_lag_seconds: f64,
     pub max_dead: u64,
 }
@@ -203,9 +205,18 @@ pub async fn status(ops: &Ops, thresholds: &StatusThresholds) -> Result<StatusRe
     }
     let mut defs = tidemark_store::indexes::Indexes::new(db).list().await?;
     defs.sort_by_key(|d| d.state != tidemark_core::index_def::IndexState::Active);
+    let usage = tidemark_store::usage::Usage::new(db);
+    let today = usage
+        .on(&tidemark_store::usage::day_of(bson::DateTime::now()))
+        .await?;
     let indexes = defs
         .iter()
         .map(|d| {
+            let spent = today
+                .iter()
+                .find(|u| u.index == d.name)
+                .map(spent_text)
+                .unwrap_or_default();
             let build = if d.state == tidemark_core::index_def::IndexState::Building {
                 if d.build_complete {
                     ", build enqueued"
@@ -216,7 +227,7 @@ pub async fn status(ops: &Ops, thresholds: &StatusThresholds) -> Result<StatusRe
                 ""
             };
             format!(
-                "{} ({}, {}{build})",
+                "{} ({}, {}{build}{spent})",
                 d.name,
                 d.state.as_str(),
                 d.embedder.model
@@ -225,6 +236,7 @@ pub async fn status(ops: &Ops, thresholds: &StatusThresholds) -> Result<StatusRe
         .collect();
     Ok(StatusReport {
         indexes,
+        tokens_today: today,
         healthy: problems.is_empty(),
         problems,
         pending,
@@ -316,9 +328,32 @@ impl StatusReport {
     }
 }
 
+/// `, 12345 tokens today` (and the cost when priced).
+fn spent_text(u: &tidemark_store::usage::DayUsage) -> String {
+    if u.cost > 0.0 {
+        format!(", {} tokens today (cost ~{:.4})", u.tokens, u.cost)
+    } else {
+        format!(", {} tokens today", u.tokens)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spending_reads_plainly() {
+        let u = |tokens, cost| tidemark_store::usage::DayUsage {
+            index: "main".into(),
+            tokens,
+            cost,
+        };
+        assert_eq!(spent_text(&u(1200, 0.0)), ", 1200 tokens today");
+        assert_eq!(
+            spent_text(&u(1200, 0.024)),
+            ", 1200 tokens today (cost ~0.0240)"
+        );
+    }
 
     #[test]
     fn human_durations() {

@@ -41,17 +41,25 @@ pub use filter::{Filter, FilterError};
 pub use search::{Query, SearchHit, SearchRequest, SearchResult, MAX_CANDIDATES};
 pub use wait::WriteMark;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tidemark_core::Config;
 use tidemark_embed::SharedEmbedder;
 use tidemark_store::Store;
 
-/// The read API. Cheap to clone.
+/// The read API. Cheap to clone; clones share the search side, so
+/// [`Reader::follow_active_index`] on one switches every clone.
 #[derive(Clone)]
 pub struct Reader {
     store: Store,
     chroma: tidemark_core::config::ChromaConfig,
-    search: Option<(SharedEmbedder, Arc<vectors::Vectors>)>,
+    search: Arc<RwLock<Option<SearchSide>>>,
+}
+
+/// What a search needs: the query embedder and the collection it reads.
+#[derive(Clone)]
+pub(crate) struct SearchSide {
+    pub embedder: SharedEmbedder,
+    pub vectors: Arc<vectors::Vectors>,
 }
 
 impl Reader {
@@ -61,27 +69,57 @@ impl Reader {
         Reader {
             store,
             chroma: cfg.chroma.clone(),
-            search: None,
+            search: Arc::new(RwLock::new(None)),
         }
     }
 
     /// Enables `search`: queries are embedded with `embedder`, and vectors are read from its
     /// model's collection `<chroma.namespace>__<model-slug>`.
-    pub fn with_embedder(mut self, embedder: SharedEmbedder) -> Result<Reader, ReadError> {
+    pub fn with_embedder(self, embedder: SharedEmbedder) -> Result<Reader, ReadError> {
         let vectors = vectors::Vectors::new(&self.chroma, embedder.model_id())?;
-        self.search = Some((embedder, Arc::new(vectors)));
+        self.set_search(embedder, vectors);
         Ok(self)
     }
 
     /// Enables `search` on an index definition's collection, with its embedder.
     pub fn with_index(
-        mut self,
+        self,
         embedder: SharedEmbedder,
         collection: &str,
     ) -> Result<Reader, ReadError> {
         let vectors = vectors::Vectors::of_collection(&self.chroma, collection)?;
-        self.search = Some((embedder, Arc::new(vectors)));
+        self.set_search(embedder, vectors);
         Ok(self)
+    }
+
+    fn set_search(&self, embedder: SharedEmbedder, vectors: vectors::Vectors) {
+        *self.search.write().expect("search lock") = Some(SearchSide {
+            embedder,
+            vectors: Arc::new(vectors),
+        });
+    }
+
+    /// Makes `search` read the active index definition when it is another collection than the
+    /// one searched now (after `tidemark index activate`): loads that index's embedder (from
+    /// `cfg.embedder` with the definition's provider, model and dimension) and switches every
+    /// clone of this reader at once. Returns the collection switched to, if any.
+    pub async fn follow_active_index(&self, cfg: &Config) -> Result<Option<String>, ReadError> {
+        let Some(def) = tidemark_store::indexes::Indexes::new(self.store.database())
+            .active()
+            .await?
+        else {
+            return Ok(None);
+        };
+        if self.collection_name().as_deref() == Some(def.collection.as_str()) {
+            return Ok(None);
+        }
+        let ecfg = def.embedder_config(&cfg.embedder);
+        let embedder = tokio::task::spawn_blocking(move || tidemark_embed::from_config(&ecfg))
+            .await
+            .map_err(|e| ReadError::Vectors(format!("loading the embedder panicked: {e}")))??;
+        let vectors = vectors::Vectors::of_collection(&self.chroma, &def.collection)?;
+        self.set_search(embedder, vectors);
+        Ok(Some(def.collection))
     }
 
     pub fn store(&self) -> &Store {
@@ -89,14 +127,19 @@ impl Reader {
     }
 
     /// The vector collection searched, when the reader can search.
-    pub fn collection_name(&self) -> Option<&str> {
-        self.search.as_ref().map(|(_, v)| v.collection_name())
+    pub fn collection_name(&self) -> Option<String> {
+        self.search
+            .read()
+            .expect("search lock")
+            .as_ref()
+            .map(|s| s.vectors.collection_name().to_string())
     }
 
-    pub(crate) fn search_side(&self) -> Result<(&SharedEmbedder, &vectors::Vectors), ReadError> {
+    pub(crate) fn search_side(&self) -> Result<SearchSide, ReadError> {
         self.search
-            .as_ref()
-            .map(|(e, v)| (e, v.as_ref()))
+            .read()
+            .expect("search lock")
+            .clone()
             .ok_or(ReadError::NoEmbedder)
     }
 }

@@ -150,7 +150,8 @@ impl Reader {
         if let Some(mark) = &req.after {
             self.wait_indexed(mark, req.wait).await?;
         }
-        let (embedder, vectors) = self.search_side()?;
+        let side = self.search_side()?;
+        let (embedder, vectors) = (&side.embedder, side.vectors.as_ref());
         let vector = match &req.query {
             Query::Text(t) if t.trim().is_empty() => {
                 return Err(ReadError::InvalidQuery("the query text is empty".into()))

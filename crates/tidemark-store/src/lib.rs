@@ -33,6 +33,7 @@
 //! - [`mongo_error`]: every MongoDB error code and label check, in one place
 //! - [`outbox`]: the outbox repository ([`Outbox`]): claims, marks and counts by status
 //! - `schema`: collections and indexes; `visible`: waiting for `VectorVisible`
+//! - [`indexes`]: the index definitions; [`usage`]: embedding API tokens per index and day
 
 mod error;
 pub mod indexes;
@@ -42,6 +43,7 @@ pub mod outbox;
 mod put_one;
 mod schema;
 mod txn;
+pub mod usage;
 mod validate;
 mod visible;
 mod write;

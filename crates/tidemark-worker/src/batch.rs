@@ -1,7 +1,8 @@
 //! One claimed batch, start to end: coalesce, read the current documents, plan, write through
 //! the executor (checking before every write that the claims are still this worker's), record.
 //! With further live indexes (see `lanes`) the plan and the writes are carried out once per
-//! index; an entry's outcome combines them (done only when every index acknowledged it).
+//! index, side by side; an entry's outcome combines them (done only when every index
+//! acknowledged it).
 
 use crate::execute::{settle, Executor, Outcomes};
 use crate::lease::Claims;
@@ -62,25 +63,49 @@ impl BatchCtx<'_> {
         let ids: Vec<ObjectId> = primary.iter().map(|e| e.document_id).collect();
         let docs = read_documents(self.db, &ids).await?;
         let mut out: Outcomes = settled.into_iter().collect();
-        for &(exec, shape) in &self.lanes {
-            let decided = plan::decide(primary.clone(), docs.clone(), shape);
-            for (e, o) in decided.outcomes {
+        // The indexes are written side by side; each lane's outcomes are its own, combined
+        // below (a failure in any index wins over success in another).
+        let lanes = self.lanes.iter().map(|&(exec, shape)| {
+            let (primary, docs) = (primary.clone(), docs.clone());
+            async move {
+                let mut lane_out = Outcomes::new();
+                Self::lane(exec, shape, primary, docs, claims, &mut lane_out).await;
+                lane_out
+            }
+        });
+        for lane_out in futures::future::join_all(lanes).await {
+            for (e, o) in lane_out {
                 settle(&mut out, e, o);
-            }
-            let (deletes, targets) = (decided.deletes, decided.targets);
-            if (!deletes.is_empty() || !targets.is_empty()) && !claims.still_ours().await {
-                release_all(&mut out, deletes.iter().map(|d| d.entry));
-                release_all(&mut out, targets.iter().map(|t| t.entry));
-                continue;
-            }
-            if !deletes.is_empty() {
-                exec.delete(&deletes, &mut out).await;
-            }
-            if !targets.is_empty() {
-                Self::index(exec, shape, targets, claims, &mut out).await;
             }
         }
         self.recorder.record(out, &info).await
+    }
+
+    /// Plans and writes one index.
+    async fn lane(
+        exec: &Executor,
+        shape: &Shape,
+        primary: Vec<OutboxEntry>,
+        docs: Documents,
+        claims: &Claims<'_>,
+        out: &mut Outcomes,
+    ) {
+        let decided = plan::decide(primary, docs, shape);
+        for (e, o) in decided.outcomes {
+            settle(out, e, o);
+        }
+        let (deletes, targets) = (decided.deletes, decided.targets);
+        if (!deletes.is_empty() || !targets.is_empty()) && !claims.still_ours().await {
+            release_all(out, deletes.iter().map(|d| d.entry));
+            release_all(out, targets.iter().map(|t| t.entry));
+            return;
+        }
+        if !deletes.is_empty() {
+            exec.delete(&deletes, out).await;
+        }
+        if !targets.is_empty() {
+            Self::index(exec, shape, targets, claims, out).await;
+        }
     }
 
     /// Skips current vectors, updates metadata where only it changed, embeds and upserts the
@@ -107,7 +132,9 @@ impl BatchCtx<'_> {
             }
         };
         let w = plan::compare(targets, &stored, &shape.model);
-        out.extend(w.outcomes);
+        for (e, o) in w.outcomes {
+            settle(out, e, o);
+        }
         for e in &w.writing {
             settle(out, *e, Outcome::Done(OutboxResult::Indexed));
         }

@@ -77,6 +77,7 @@ pub(crate) async fn refresh(w: &Worker) -> Result<(), WorkerError> {
         let embedder = tokio::task::spawn_blocking(move || tidemark_embed::from_config(&ecfg))
             .await
             .map_err(|e| WorkerError::Refused(format!("loading an embedder panicked: {e}")))??;
+        embedder.set_index(&def.name);
         let index: Arc<dyn VectorIndex> =
             Arc::new(ChromaIndex::new(chroma.clone(), def.collection.clone()));
         let writes = cfg.worker.vector_writes.max(1);

@@ -16,6 +16,7 @@
 //! - `execute`: the embedder and the [`tidemark_core::VectorIndex`] calls, with isolation
 //! - `record`: documents marked indexed, then entries done / retried / dead / released
 //! - `stream`, `positions`: the change stream and its saved position
+//! - `lanes`: the further live indexes (builds, retired ones); `usage`: tokens per index/day
 //! - `metrics`, `server`, `backoff`, `report`: Prometheus, `/metrics` `/healthz` `/readyz`,
 //!   retry delays, the report types
 //!
@@ -48,6 +49,7 @@ mod report;
 mod run;
 mod server;
 mod stream;
+mod usage;
 mod worker;
 
 pub use backoff::{retry_delay, retry_delay_now};

@@ -144,6 +144,7 @@ impl Worker {
         let lanes = self.clone();
         let mut lrx = stop.clone();
         tasks.push(tokio::spawn(async move {
+            let mut last_flush = Instant::now();
             loop {
                 tokio::select! {
                     _ = lrx.wait_for(|s| *s) => return,
@@ -151,6 +152,10 @@ impl Worker {
                 }
                 if let Err(e) = crate::lanes::refresh(&lanes).await {
                     tracing::warn!(error = %e, "cannot re-read the index definitions; keeping the indexes written so far");
+                }
+                if last_flush.elapsed() >= crate::usage::FLUSH {
+                    crate::usage::flush(&lanes).await;
+                    last_flush = Instant::now();
                 }
             }
         }));
@@ -273,6 +278,7 @@ impl Worker {
             }
         }
         let _ = stop_tx.send(true);
+        let _ = until(at(0.7), crate::usage::flush(self)).await;
         // Everything seen before this snapshot is done when nothing is due: save it, so the
         // next start resumes the stream here.
         let position_saved = !finished || until(at(0.8), self.save_if_drained()).await.is_some();

@@ -45,6 +45,8 @@ pub(crate) struct Parts {
     pub lanes: std::sync::RwLock<LaneSet>,
     /// The definition the configuration's index is (the active one at start-up).
     pub primary: std::sync::OnceLock<String>,
+    /// Embedding usage already added to the `usage` collection (see `usage`).
+    pub usage: crate::usage::Flushed,
 }
 
 /// The worker. Cheap to clone; clones share state.
@@ -139,6 +141,7 @@ impl Worker {
                 chroma: None,
                 lanes: std::sync::RwLock::new(Arc::new(Vec::new())),
                 primary: std::sync::OnceLock::new(),
+                usage: Default::default(),
             }),
         })
     }
@@ -185,6 +188,7 @@ impl Worker {
         self.parts.store.ensure_schema().await?;
         self.parts.locks.ensure_index().await?;
         let active = crate::lanes::check_active(self).await?;
+        self.parts.exec.embedder.set_index(&active.name);
         let _ = self.parts.primary.set(active.name);
         crate::lanes::refresh(self).await?;
         Ok(())

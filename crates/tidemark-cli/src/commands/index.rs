@@ -37,9 +37,11 @@ enum Action {
         /// Documents per batch (one transaction each).
         #[arg(long, default_value_t = 500)]
         batch_size: usize,
-        /// Before each batch, wait while more than this many outbox entries are pending.
-        #[arg(long)]
-        max_pending: Option<u64>,
+        /// Before each batch, wait while more than this many outbox entries are pending, so
+        /// the build only takes what the workers have to spare (live writes wait behind at
+        /// most this many build entries); 0 for no limit.
+        #[arg(long, default_value_t = 1000)]
+        max_pending: u64,
         /// Stop after this many batches.
         #[arg(long)]
         max_batches: Option<u64>,
@@ -98,7 +100,7 @@ pub fn run(global: &GlobalArgs, args: IndexArgs) -> anyhow::Result<ExitCode> {
             } => {
                 let opts = BackfillOptions {
                     batch_size,
-                    max_pending,
+                    max_pending: (max_pending > 0).then_some(max_pending),
                     max_batches,
                     ..BackfillOptions::default()
                 };

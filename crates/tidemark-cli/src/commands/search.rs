@@ -96,7 +96,7 @@ pub fn run(global: &GlobalArgs, args: SearchArgs) -> anyhow::Result<ExitCode> {
         if result.hits.is_empty() {
             eprintln!(
                 "no matching documents in `{}` (is the worker running with this model?)",
-                reader.collection_name().unwrap_or("?")
+                reader.collection_name().unwrap_or_else(|| "?".into())
             );
         }
         anyhow::Ok(ExitCode::SUCCESS)

@@ -24,6 +24,7 @@ pub fn run(global: &GlobalArgs, _args: ServeArgs) -> anyhow::Result<ExitCode> {
             .ensure_indexes()
             .await
             .context("cannot create the read indexes")?;
+        follow_activations(&reader, &cfg);
         let listener = tokio::net::TcpListener::bind(&cfg.serve.addr)
             .await
             .with_context(|| format!("cannot listen on serve.addr {}", cfg.serve.addr))?;
@@ -34,4 +35,27 @@ pub fn run(global: &GlobalArgs, _args: ServeArgs) -> anyhow::Result<ExitCode> {
     rt.shutdown_timeout(Duration::from_secs(1));
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often the server looks for an activated index.
+const FOLLOW_EVERY: Duration = Duration::from_secs(2);
+
+/// Re-reads the active index definition every [`FOLLOW_EVERY`], so searches switch to an
+/// index activated while the server runs (`tidemark index activate`) without a restart.
+fn follow_activations(reader: &tidemark_read::Reader, cfg: &tidemark_core::Config) {
+    let (reader, cfg) = (reader.clone(), cfg.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(FOLLOW_EVERY).await;
+            match reader.follow_active_index(&cfg).await {
+                Ok(Some(collection)) => {
+                    tracing::info!(%collection, "searching the newly activated index")
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot follow the active index; searching the previous one")
+                }
+            }
+        }
+    });
 }

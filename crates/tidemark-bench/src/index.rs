@@ -1,0 +1,196 @@
+//! Measurement: building a new index version while the application keeps writing. A corpus is
+//! written and drained into the active index (`main`, hashing embedder); then a second index
+//! (another dimension, so other vectors) is created and built by `tidemark index build`'s code
+//! while writers put new documents at half the drain capacity. Figures: the build's docs/s and
+//! the live entries' commit-to-done lag during the build (goal p99 < 1 s). A live entry is done
+//! only when both indexes have it, so the lag is the stricter of the two.
+
+use crate::drain::{backlog_raw, wait_drained};
+use crate::lag::{lags_of, SteadyWriters};
+use crate::report::Report;
+use crate::stats::{percentile, rate};
+use crate::worker_proc::{Provider, WorkerProc};
+use crate::{BenchError, Ctx};
+use bson::doc;
+use futures::TryStreamExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tidemark_core::config::EmbedderKind;
+use tidemark_core::{collection_name, OutboxStatus};
+use tidemark_ops::backfill::BackfillOptions;
+use tidemark_ops::NoProgress;
+use tidemark_store::Store;
+
+/// The new index's name and dimension (its hashing embedder differs from `main`'s).
+pub const NEW_INDEX: &str = "v2";
+pub const NEW_DIMENSION: usize = 256;
+
+pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
+    let n = ctx.counts.index_docs;
+    let part = "index";
+    let store = ctx.store(part).await?;
+    let model = format!("hash-{}", ctx.counts.hash_dimension);
+    ctx.chroma_collection(&collection_name(&ctx.part(part), &model));
+    backlog_raw(&store, n).await?;
+    let mut worker = WorkerProc::spawn(ctx, part, Provider::Hash)?;
+    let ready = worker.wait_ready(Duration::from_secs(120)).await?;
+    let mut corpus = wait_drained(
+        &store,
+        &mut worker,
+        n as u64,
+        Duration::from_secs(120 + n as u64 / 20),
+    )
+    .await?;
+    corpus.ready_ms = worker.spawned_at_ms + ready.as_millis() as i64;
+    let capacity = corpus.rate();
+    report.add(
+        "index.corpus_docs_per_s",
+        &format!("drain of the {n}-document corpus into main"),
+        capacity,
+        "docs/s",
+    );
+
+    let cfg = new_index_config(ctx);
+    let def = tidemark_ops::indexes::create(&store, &cfg, NEW_INDEX)
+        .await
+        .map_err(|e| BenchError::Setup(format!("index create: {e}")))?;
+    ctx.chroma_collection(&def.collection);
+    let created_ms = def.created_at.timestamp_millis();
+
+    let target = (capacity / 2.0).max(1.0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let writers = SteadyWriters::start(&store, "live", target, None, Some(stop.clone()));
+    let opts = BackfillOptions {
+        batch_size: ctx.counts.batch_size,
+        // Live writes wait behind at most about one worker batch of build entries.
+        max_pending: Some(ctx.counts.batch_size as u64),
+        ..BackfillOptions::default()
+    };
+    let built = tidemark_ops::indexes::build(&store, &cfg, NEW_INDEX, opts, &NoProgress).await;
+    // Whatever the build did, its entries drain, then the writers stop and the rest drains.
+    let tail = wait_none_pending(&store, &mut worker, "b-", Duration::from_secs(600)).await;
+    stop.store(true, Ordering::Relaxed);
+    let live = writers.finish().await?;
+    let offered = rate(live, t0.elapsed());
+    let built = built.map_err(|e| BenchError::Setup(format!("index build: {e}")))?;
+    tail?;
+    wait_drained(&store, &mut worker, 0, Duration::from_secs(120)).await?;
+    worker.stop(Duration::from_secs(30)).await?;
+
+    let (count, window_s) = build_window(&store, created_ms).await?;
+    report.add(
+        "index.build_docs_per_s",
+        &format!("build of a new index ({n} documents) under half load"),
+        count as f64 / window_s.max(0.001),
+        "docs/s",
+    );
+    report.add(
+        "index.live_docs_per_s",
+        "writes during the build (half of the corpus drain)",
+        offered,
+        "docs/s",
+    );
+    let lags = lags_of(&store, "live-").await?;
+    let p = |q| percentile(&lags, q).unwrap_or(0.0);
+    report.add(
+        "index.live_p50_s",
+        "live commit-to-done lag p50",
+        p(50.0),
+        "s",
+    );
+    report.add_max(
+        "index.live_p99_s",
+        "live commit-to-done lag p99 during the build",
+        p(99.0),
+        "s",
+        1.0,
+    );
+    report.add(
+        "index.live_max_s",
+        "live commit-to-done lag max",
+        p(100.0),
+        "s",
+    );
+    check_new_index(ctx, report, &def.collection, n + live, built.total_enqueued).await;
+    Ok(())
+}
+
+/// The configuration of the new index: the run's, on this part's database and namespace,
+/// with a hashing embedder of another dimension.
+fn new_index_config(ctx: &Ctx) -> tidemark_core::Config {
+    let mut cfg = ctx.cfg.clone();
+    cfg.mongodb.database = ctx.part("index");
+    cfg.chroma.namespace = ctx.part("index");
+    cfg.embedder.provider = EmbedderKind::Hash;
+    cfg.embedder.dimension = NEW_DIMENSION;
+    cfg
+}
+
+/// Waits until no entry of a document whose contentId starts with `prefix` is pending.
+async fn wait_none_pending(
+    store: &Store,
+    worker: &mut WorkerProc,
+    prefix: &str,
+    timeout: Duration,
+) -> Result<(), BenchError> {
+    let deadline = Instant::now() + timeout;
+    // contentIds from `<prefix>` up to (not including) the prefix with its last byte + 1.
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(b) = end.last_mut() {
+        *b += 1;
+    }
+    let end = String::from_utf8_lossy(&end).into_owned();
+    let filter = doc! {"status": OutboxStatus::Pending, "contentId": {"$gte": prefix, "$lt": end}};
+    loop {
+        worker.check_alive()?;
+        if store.outbox().count_documents(filter.clone()).await? == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Worker(format!(
+                "entries of `{prefix}*` still pending after {timeout:?}; log {}",
+                worker.log.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Entries of the corpus (`b-*`) enqueued by the build: how many, and the seconds from the
+/// first one's creation to the last one's `doneAt`.
+async fn build_window(store: &Store, created_ms: i64) -> Result<(u64, f64), BenchError> {
+    let since = bson::DateTime::from_millis(created_ms);
+    let mut cur = store
+        .database()
+        .collection::<bson::Document>("outbox")
+        .find(doc! {"status": OutboxStatus::Done, "createdAt": {"$gte": since}})
+        .projection(doc! {"contentId": 1, "createdAt": 1, "doneAt": 1})
+        .await?;
+    let (mut count, mut first, mut last) = (0u64, i64::MAX, 0i64);
+    while let Some(d) = cur.try_next().await? {
+        if !d.get_str("contentId").unwrap_or("").starts_with("b-") {
+            continue;
+        }
+        if let (Ok(c), Ok(done)) = (d.get_datetime("createdAt"), d.get_datetime("doneAt")) {
+            count += 1;
+            first = first.min(c.timestamp_millis());
+            last = last.max(done.timestamp_millis());
+        }
+    }
+    Ok((count, (last - first).max(0) as f64 / 1000.0))
+}
+
+/// Notes when the new index does not hold every document (corpus and live writes).
+async fn check_new_index(ctx: &Ctx, report: &mut Report, coll: &str, want: usize, enq: u64) {
+    let got = match ctx.chroma.get_collection(coll).await {
+        Ok(Some(c)) => ctx.chroma.count(&c.id).await.unwrap_or(0),
+        _ => 0,
+    };
+    if got != want as u64 {
+        report.note(format!(
+            "index: the new index holds {got} vectors, {want} documents were written ({enq} enqueued by the build)"
+        ));
+    }
+}
