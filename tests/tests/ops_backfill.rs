@@ -1,7 +1,8 @@
 //! backfill against the real services: interrupted runs (a batch limit, a `kill -9` of the
 //! binary, two processes racing on one run) continue after restart, and every selected
 //! document gets exactly one outbox entry; `--missing-only` picks documents without a vector
-//! (never indexed, or vector deleted from Chroma) and skips the rest and other types.
+//! (never indexed, or vector deleted from Chroma) and skips the rest and other types; a run
+//! ends at the documents there were when it started.
 
 mod ops_support;
 
@@ -261,5 +262,39 @@ async fn max_pending_holds_the_backfill_until_the_worker_drains() {
         .await
         .unwrap();
     assert!(!v.has_drift() && v.counts.vectors == 20, "{v:#?}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_covers_the_documents_there_were_when_it_started() {
+    let env = OpsEnv::new("ops_bf_until").await;
+    insert_raw(&env, "old", "a", 10).await;
+    let mut opts = BackfillOptions {
+        batch_size: 4,
+        max_batches: Some(1),
+        ..Default::default()
+    };
+    let first = backfill(&env.ops, &opts, &NoProgress).await.unwrap();
+    assert_eq!(first.enqueued, 4, "{first:?}");
+    // Documents written after the start (a busy application) are not the run's: their own
+    // writes enqueue them, so the run ends instead of chasing them.
+    insert_raw(&env, "new", "a", 10).await;
+    opts.max_batches = None;
+    let rest = backfill(&env.ops, &opts, &NoProgress).await.unwrap();
+    assert!(rest.completed, "{rest:?}");
+    assert_eq!(
+        (rest.total_scanned, rest.total_enqueued),
+        (10, 10),
+        "{rest:?}"
+    );
+    let counts = entries_per_doc(&env).await;
+    assert!(
+        (0..10).all(|i| counts.get(&format!("old-{i}")) == Some(&1)),
+        "{counts:?}"
+    );
+    assert!(
+        (0..10).all(|i| !counts.contains_key(&format!("new-{i}"))),
+        "{counts:?}"
+    );
     env.cleanup().await;
 }

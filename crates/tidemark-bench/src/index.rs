@@ -1,7 +1,8 @@
 //! Measurement: building a new index version while the application keeps writing. A corpus is
 //! written and drained into the active index (`main`, hashing embedder); then a second index
 //! (another dimension, so other vectors) is created and built by `tidemark index build`'s code
-//! while writers put new documents at half the drain capacity. Figures: the build's docs/s and
+//! while writers put new documents at half load (a quarter of the corpus drain: each live
+//! write goes to both indexes). Figures: the build's docs/s and
 //! the live entries' commit-to-done lag during the build (goal p99 < 1 s). A live entry is done
 //! only when both indexes have it, so the lag is the stricter of the two.
 
@@ -58,7 +59,9 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     ctx.chroma_collection(&def.collection);
     let created_ms = def.created_at.timestamp_millis();
 
-    let target = (capacity / 2.0).max(1.0);
+    // Every live write goes to both indexes during the build, so the worker's capacity is
+    // about half of the corpus drain; half load is half of that.
+    let target = (capacity / 4.0).max(1.0);
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
     let writers = SteadyWriters::start(&store, "live", target, None, Some(stop.clone()));
@@ -68,15 +71,31 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
         max_pending: Some(ctx.counts.batch_size as u64),
         ..BackfillOptions::default()
     };
-    let built = tidemark_ops::indexes::build(&store, &cfg, NEW_INDEX, opts, &NoProgress).await;
-    // Whatever the build did, its entries drain, then the writers stop and the rest drains.
-    let tail = wait_none_pending(&store, &mut worker, "b-", Duration::from_secs(600)).await;
+    let limit = Duration::from_secs_f64(ctx.counts.index_max_seconds);
+    let build = async {
+        let r = tidemark_ops::indexes::build(&store, &cfg, NEW_INDEX, opts, &NoProgress)
+            .await
+            .map_err(|e| BenchError::Setup(format!("index build: {e}")))?;
+        wait_none_pending(&store, "b-").await?;
+        Ok::<_, BenchError>(r)
+    };
+    let built = tokio::time::timeout(limit, build).await;
     stop.store(true, Ordering::Relaxed);
     let live = writers.finish().await?;
     let offered = rate(live, t0.elapsed());
-    let built = built.map_err(|e| BenchError::Setup(format!("index build: {e}")))?;
-    tail?;
-    wait_drained(&store, &mut worker, 0, Duration::from_secs(120)).await?;
+    let complete = match built {
+        Ok(r) => {
+            r?;
+            true
+        }
+        Err(_) => {
+            report.note(format!(
+                "index: the build did not finish within {limit:?}; its rate is over what was done"
+            ));
+            false
+        }
+    };
+    wait_drained(&store, &mut worker, 0, Duration::from_secs(300)).await?;
     worker.stop(Duration::from_secs(30)).await?;
 
     let (count, window_s) = build_window(&store, created_ms).await?;
@@ -88,7 +107,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     );
     report.add(
         "index.live_docs_per_s",
-        "writes during the build (half of the corpus drain)",
+        "writes during the build (a quarter of the corpus drain)",
         offered,
         "docs/s",
     );
@@ -113,7 +132,9 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
         p(100.0),
         "s",
     );
-    check_new_index(ctx, report, &def.collection, n + live, built.total_enqueued).await;
+    if complete {
+        check_new_index(ctx, report, &def.collection, n + live).await;
+    }
     Ok(())
 }
 
@@ -128,14 +149,9 @@ fn new_index_config(ctx: &Ctx) -> tidemark_core::Config {
     cfg
 }
 
-/// Waits until no entry of a document whose contentId starts with `prefix` is pending.
-async fn wait_none_pending(
-    store: &Store,
-    worker: &mut WorkerProc,
-    prefix: &str,
-    timeout: Duration,
-) -> Result<(), BenchError> {
-    let deadline = Instant::now() + timeout;
+/// Waits until no entry of a document whose contentId starts with `prefix` is pending (the
+/// caller bounds the wait).
+async fn wait_none_pending(store: &Store, prefix: &str) -> Result<(), BenchError> {
     // contentIds from `<prefix>` up to (not including) the prefix with its last byte + 1.
     let mut end = prefix.as_bytes().to_vec();
     if let Some(b) = end.last_mut() {
@@ -144,15 +160,8 @@ async fn wait_none_pending(
     let end = String::from_utf8_lossy(&end).into_owned();
     let filter = doc! {"status": OutboxStatus::Pending, "contentId": {"$gte": prefix, "$lt": end}};
     loop {
-        worker.check_alive()?;
         if store.outbox().count_documents(filter.clone()).await? == 0 {
             return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(BenchError::Worker(format!(
-                "entries of `{prefix}*` still pending after {timeout:?}; log {}",
-                worker.log.display()
-            )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -183,14 +192,14 @@ async fn build_window(store: &Store, created_ms: i64) -> Result<(u64, f64), Benc
 }
 
 /// Notes when the new index does not hold every document (corpus and live writes).
-async fn check_new_index(ctx: &Ctx, report: &mut Report, coll: &str, want: usize, enq: u64) {
+async fn check_new_index(ctx: &Ctx, report: &mut Report, coll: &str, want: usize) {
     let got = match ctx.chroma.get_collection(coll).await {
         Ok(Some(c)) => ctx.chroma.count(&c.id).await.unwrap_or(0),
         _ => 0,
     };
     if got != want as u64 {
         report.note(format!(
-            "index: the new index holds {got} vectors, {want} documents were written ({enq} enqueued by the build)"
+            "index: the new index holds {got} vectors, {want} documents were written"
         ));
     }
 }

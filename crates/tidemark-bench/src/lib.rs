@@ -140,6 +140,9 @@ pub struct Counts {
     pub migrate_batch: usize,
     /// Corpus of the index-build measurement.
     pub index_docs: usize,
+    /// Longest the build may take (with the live writes going on); past it the build's rate
+    /// is over what was done.
+    pub index_max_seconds: f64,
 }
 
 impl Counts {
@@ -163,6 +166,7 @@ impl Counts {
             migrate_records: 1000,
             migrate_batch: 100,
             index_docs: 20_000,
+            index_max_seconds: 150.0,
         }
     }
 
@@ -186,6 +190,7 @@ impl Counts {
             migrate_records: 60,
             migrate_batch: 20,
             index_docs: 200,
+            index_max_seconds: 60.0,
         }
     }
 }

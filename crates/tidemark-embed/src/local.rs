@@ -2,6 +2,11 @@
 //! folder (model.safetensors, tokenizer.json, config.json, 1_Pooling/config.json and, optionally,
 //! sentence_bert_config.json). Mean pooling over the attention mask and L2 normalisation, as
 //! sentence-transformers does. Nothing is downloaded: a missing file is a clear error.
+//!
+//! A call's texts are tokenized once, sorted by length and run in forward passes of up to
+//! [`MAX_BATCH`] texts each padded only to the longest of its pass, so a short text never pays
+//! for a long one's padding (masked positions do not change a vector); the vectors come back
+//! in the callers' order.
 
 use crate::{EmbedError, Embedder};
 use candle_core::{DType, Device, Tensor};
@@ -9,7 +14,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 /// Model id reported for the folder's model (used in the Chroma collection name).
 pub const MODEL_ID: &str = "all-MiniLM-L6-v2";
@@ -26,7 +31,9 @@ pub struct LocalEmbedder {
 
 struct Inner {
     model: BertModel,
+    /// Truncates at `max_len`; pads nothing (each forward pass pads to its own longest).
     tokenizer: Tokenizer,
+    pad_id: u32,
     /// The same tokenizer without truncation or padding, for counting tokens (chunking).
     counter: Tokenizer,
     max_len: usize,
@@ -90,10 +97,8 @@ impl LocalEmbedder {
                 ..Default::default()
             }))
             .map_err(|e| cfg_err("tokenizer truncation", e))?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..Default::default()
-        }));
+        tokenizer.with_padding(None);
+        let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
 
         let device = Device::Cpu;
         let weights = file(model_dir, "model.safetensors")?;
@@ -107,6 +112,7 @@ impl LocalEmbedder {
             inner: Arc::new(Inner {
                 model,
                 tokenizer,
+                pad_id,
                 counter,
                 max_len,
                 device,
@@ -116,21 +122,27 @@ impl LocalEmbedder {
 
     /// Embeds texts synchronously (CPU-bound; call from a blocking thread).
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(MAX_BATCH) {
-            out.extend(self.inner.forward(chunk)?);
+        let encodings = self.inner.encode(texts)?;
+        let mut order: Vec<usize> = (0..encodings.len()).collect();
+        order.sort_by_key(|&i| encodings[i].get_ids().len());
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); encodings.len()];
+        for pass in order.chunks(MAX_BATCH) {
+            let batch: Vec<&Encoding> = pass.iter().map(|&i| &encodings[i]).collect();
+            for (&i, v) in pass.iter().zip(self.inner.forward(&batch)?) {
+                out[i] = v;
+            }
         }
         Ok(out)
     }
 }
 
 impl Inner {
-    fn forward(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let enc_err = |e: &dyn std::fmt::Display| EmbedError::Permanent(format!("tokenizer: {e}"));
+    /// Tokenizes (truncating at `max_len`, counting what was cut), without padding.
+    fn encode(&self, texts: &[String]) -> Result<Vec<Encoding>, EmbedError> {
         let encodings = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
-            .map_err(|e| enc_err(&e))?;
+            .map_err(|e| EmbedError::Permanent(format!("tokenizer: {e}")))?;
         let truncated = encodings
             .iter()
             .filter(|e| !e.get_overflowing().is_empty())
@@ -143,13 +155,25 @@ impl Inner {
                 "texts truncated at the model's maximum sequence length"
             );
         }
+        Ok(encodings)
+    }
+
+    /// One forward pass, the texts padded to the longest of them.
+    fn forward(&self, encodings: &[&Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let n = encodings.len();
-        let len = encodings.first().map(|e| e.get_ids().len()).unwrap_or(0);
+        let len = encodings
+            .iter()
+            .map(|e| e.get_ids().len())
+            .max()
+            .unwrap_or(0);
         let mut ids = Vec::with_capacity(n * len);
         let mut mask = Vec::with_capacity(n * len);
-        for e in &encodings {
+        for e in encodings {
+            let pad = len - e.get_ids().len();
             ids.extend_from_slice(e.get_ids());
+            ids.extend(std::iter::repeat_n(self.pad_id, pad));
             mask.extend_from_slice(e.get_attention_mask());
+            mask.extend(std::iter::repeat_n(0u32, pad));
         }
         let model_err = |e: candle_core::Error| EmbedError::Permanent(format!("model: {e}"));
         let ids = Tensor::from_vec(ids, (n, len), &self.device).map_err(model_err)?;

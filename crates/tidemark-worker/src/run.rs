@@ -51,6 +51,13 @@ impl StopReport {
 }
 
 /// Runs `f` until `deadline`; None when it did not finish in time.
+/// The pause after a gauge refresh that took `took`: a second, or nine times as long, so the
+/// gauges' counts (which some servers answer by walking the pending entries) never take more
+/// than a tenth of the time of the server they watch, whatever the backlog.
+fn gauge_pause(took: Duration) -> Duration {
+    Duration::from_secs(1).max(took * 9)
+}
+
 async fn until<T>(deadline: Instant, f: impl Future<Output = T>) -> Option<T> {
     tokio::time::timeout_at(deadline, f).await.ok()
 }
@@ -132,12 +139,13 @@ impl Worker {
         let mut grx = stop.clone();
         tasks.push(tokio::spawn(async move {
             loop {
+                let took = Instant::now();
                 if let Err(e) = gauges.refresh_gauges().await {
                     tracing::debug!(error = %e, "gauge refresh failed");
                 }
                 tokio::select! {
                     _ = grx.wait_for(|s| *s) => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = tokio::time::sleep(gauge_pause(took.elapsed())) => {}
                 }
             }
         }));
@@ -313,5 +321,23 @@ impl Worker {
         if let (Some(t), Ok(false)) = (p.positions.seen(), p.outbox.anything_due().await) {
             p.positions.save(t).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gauge_pause;
+    use std::time::Duration;
+
+    #[test]
+    fn gauges_refresh_every_second_unless_they_are_slow() {
+        assert_eq!(
+            gauge_pause(Duration::from_millis(5)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            gauge_pause(Duration::from_millis(400)),
+            Duration::from_millis(3600)
+        );
     }
 }
