@@ -46,10 +46,26 @@ const FIGURES: &[&str] = &[
     "migrate.run_reuse_records_per_s",
     "migrate.drain_without_reuse_s",
     "migrate.drain_with_reuse_s",
+    "index.corpus_docs_per_s",
+    "index.build_docs_per_s",
+    "index.live_docs_per_s",
+    "index.live_p50_s",
+    "index.live_p99_s",
+    "index.live_max_s",
+    "scale.workers1_docs_per_s",
+    "scale.workers2_docs_per_s",
+    "scale.workers4_docs_per_s",
+    "scale.workers4_write_ms_per_doc",
+    "scale.four_vs_one",
 ];
 
-/// Figures that are differences and may be negative on a noisy machine (present and finite).
-const SIGNED: &[&str] = &["migrate.reuse_saves_s"];
+/// Figures that are differences and may be negative on a noisy machine, or counts that may be
+/// zero (present and finite).
+const SIGNED: &[&str] = &[
+    "migrate.reuse_saves_s",
+    "scale.workers1_blocked_per_1000",
+    "scale.workers4_blocked_per_1000",
+];
 
 /// Figures with a goal (printed next to them).
 const WITH_GOALS: &[&str] = &[
@@ -61,6 +77,7 @@ const WITH_GOALS: &[&str] = &[
     "long.efficiency",
     "long.peak_rss_mib",
     "migrate.run_vs_put_many",
+    "index.live_p99_s",
 ];
 
 #[tokio::test]

@@ -15,7 +15,8 @@
 //! - `migrate`: `migrate run` of a legacy dual store against `put_many` of the same records,
 //!   and the time vector reuse saves;
 //! - `index`: a new index version built over a corpus while writes go on at half load: the
-//!   build's docs/s and the live commit-to-done lag.
+//!   build's docs/s and the live commit-to-done lag;
+//! - `scale`: one backlog drained by 1, 2 and 4 worker processes.
 //!
 //! The worker always runs as a separate process (the `tidemark worker` binary), so its memory
 //! is its own and its Prometheus histograms name the slow stage. It is a benchmark, not a
@@ -30,6 +31,7 @@ mod long;
 mod memory;
 mod migrate;
 pub mod report;
+mod scale;
 mod stats;
 mod worker_proc;
 mod write;
@@ -72,10 +74,11 @@ pub enum Section {
     Long,
     Migrate,
     Index,
+    Scale,
 }
 
 impl Section {
-    pub const ALL: [Section; 8] = [
+    pub const ALL: [Section; 9] = [
         Section::Write,
         Section::Drain,
         Section::Local,
@@ -84,6 +87,7 @@ impl Section {
         Section::Long,
         Section::Migrate,
         Section::Index,
+        Section::Scale,
     ];
 
     pub fn parse(s: &str) -> Option<Section> {
@@ -100,6 +104,7 @@ impl Section {
             Section::Long => "long",
             Section::Migrate => "migrate",
             Section::Index => "index",
+            Section::Scale => "scale",
         }
     }
 }
@@ -143,6 +148,8 @@ pub struct Counts {
     /// Longest the build may take (with the live writes going on); past it the build's rate
     /// is over what was done.
     pub index_max_seconds: f64,
+    /// Backlog drained by 1, 2 and 4 workers.
+    pub scale_backlog: usize,
 }
 
 impl Counts {
@@ -167,6 +174,7 @@ impl Counts {
             migrate_batch: 100,
             index_docs: 20_000,
             index_max_seconds: 150.0,
+            scale_backlog: 20_000,
         }
     }
 
@@ -191,6 +199,7 @@ impl Counts {
             migrate_batch: 20,
             index_docs: 200,
             index_max_seconds: 60.0,
+            scale_backlog: 300,
         }
     }
 }
@@ -217,7 +226,7 @@ pub struct BenchOptions {
 /// Every `<part>` of `<name>_<part>` a run may create (databases and Chroma namespaces).
 pub const PARTS: &[&str] = &[
     "write", "drain", "chroma", "dual", "local", "lag", "capacity", "memory", "legacy", "migput",
-    "migrate", "reuse", "long", "longmem", "index",
+    "migrate", "reuse", "long", "longmem", "index", "scale1", "scale2", "scale4",
 ];
 
 /// Removes whatever a run named `name` may have left behind (e.g. after it was killed):
@@ -370,6 +379,7 @@ pub async fn run(opts: BenchOptions) -> Result<Report, BenchError> {
             Section::Long => long::run(&ctx, &mut report).await,
             Section::Migrate => migrate::run(&ctx, &mut report).await,
             Section::Index => index::run(&ctx, &mut report).await,
+            Section::Scale => scale::run(&ctx, &mut report).await,
         };
         if let Err(e) = result {
             tracing::error!(section = section.name(), error = %e, "benchmark section failed");

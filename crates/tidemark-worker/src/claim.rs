@@ -58,6 +58,7 @@ impl Claimer<'_> {
                     .is_ok_and(|d| wanted.contains(&d) && !docs.contains(&d))
             })
             .count();
+        self.metrics.claim_blocked_total.inc_by(blocked as u64);
         let entries = if docs.is_empty() {
             Vec::new()
         } else {

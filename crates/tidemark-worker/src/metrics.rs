@@ -2,8 +2,8 @@
 //! registry so that tests and embedding applications can read them.
 
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
-    Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry,
 };
 
 /// Every metric named in DESIGN.md "Observability".
@@ -24,6 +24,8 @@ pub struct Metrics {
     pub batch_size: Histogram,
     /// Retries scheduled, by stage: mongo, chroma_read, embed, vector_write.
     pub retries_total: IntCounterVec,
+    /// Due entries a claim skipped because another worker held their document.
+    pub claim_blocked_total: IntCounter,
     /// Change stream (re)starts other than the first, by reason.
     pub change_stream_restarts_total: IntCounterVec,
     /// Seconds since the saved resume token was last advanced.
@@ -85,6 +87,10 @@ impl Metrics {
                 Opts::new("tidemark_retries_total", "Retries scheduled, by stage"),
                 &["stage"],
             )?,
+            claim_blocked_total: IntCounter::new(
+                "tidemark_claim_blocked_total",
+                "Due entries skipped by a claim because another worker held their document",
+            )?,
             change_stream_restarts_total: IntCounterVec::new(
                 Opts::new(
                     "tidemark_change_stream_restarts_total",
@@ -110,6 +116,7 @@ impl Metrics {
         registry.register(Box::new(m.vector_write_seconds.clone()))?;
         registry.register(Box::new(m.batch_size.clone()))?;
         registry.register(Box::new(m.retries_total.clone()))?;
+        registry.register(Box::new(m.claim_blocked_total.clone()))?;
         registry.register(Box::new(m.change_stream_restarts_total.clone()))?;
         registry.register(Box::new(m.resume_token_age_seconds.clone()))?;
         registry.register(Box::new(m.build_info.clone()))?;
