@@ -1,4 +1,5 @@
-//! Index versions with the real binaries and services: while an import runs and a worker
+//! Index versions with the real binaries and services (and, in a second test, a switch from
+//! the hashing embedder to the local model during an import): while an import runs and a worker
 //! writes the active index (hashing embedder, 64 dimensions), a new index is created from a
 //! second configuration (32 dimensions) and built; the worker picks it up by itself, both
 //! indexes end consistent with MongoDB, activation is refused while the build is incomplete,
@@ -276,4 +277,91 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Topics with no word in common with their queries, so only a semantic model ranks them.
+const TOPICS: [(&str, &str); 6] = [
+    (
+        "cats",
+        "The cat sat on the warm windowsill and watched the birds.",
+    ),
+    (
+        "rust",
+        "Rust's borrow checker prevents data races at compile time.",
+    ),
+    (
+        "bread",
+        "Knead the dough for ten minutes, then let it rise for an hour.",
+    ),
+    (
+        "tides",
+        "The moon's gravity pulls the oceans and causes the tides.",
+    ),
+    (
+        "login",
+        "Forgot your credentials? Open settings and choose a new secret.",
+    ),
+    (
+        "trains",
+        "The night express leaves platform nine shortly before midnight.",
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_from_hashing_to_the_local_model_during_an_import() {
+    let mut a = test_config("ix_local");
+    a.embedder.provider = EmbedderKind::Hash;
+    a.embedder.dimension = 64;
+    // Where the workers (running with this configuration) find the new index's model.
+    a.embedder.model_dir = tidemark_e2e::model_dir();
+    let mut b = a.clone();
+    b.embedder.provider = EmbedderKind::Local;
+    b.embedder.dimension = 384;
+    let env = Env::with_config(a.clone()).await;
+    let dir = tidemark_e2e::servers::temp_dir("ix_local");
+    let cfg_a = procs::write_config(&a, &dir.join("a"));
+    let cfg_b = procs::write_config(&b, &dir.join("b"));
+    for (id, t) in TOPICS {
+        env.store
+            .put(NewDocument::new(id, "note", t))
+            .await
+            .unwrap();
+    }
+    let mut worker = WorkerProc::spawn(&cfg_a, "warn,tidemark_worker=info");
+    wait_drained(&env, "the first documents").await;
+    let query = "how do I change my password";
+    let before = ok(&cfg_a, &["search", query, "-k", "6", "--json"]);
+
+    // The new index is created and built while an import goes on.
+    ok(&cfg_b, &["index", "create", "v2"]);
+    let store = env.store.clone();
+    let import = tokio::spawn(async move {
+        for batch in 0..6 {
+            let docs: Vec<_> = (batch * 5..batch * 5 + 5)
+                .map(|i| NewDocument::new(format!("n{i}"), "note", text(i)))
+                .collect();
+            store.put_many(docs).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let built = ok(&cfg_b, &["index", "build", "v2", "--batch-size", "10"]);
+    assert!(built.contains("build complete"), "{built}");
+    import.await.unwrap();
+    wait_drained(&env, "after the build").await;
+    ok(&cfg_a, &["verify"]);
+    ok(&cfg_a, &["verify", "--index", "v2"]);
+
+    // After the activation search embeds with the local model and reads its index: the
+    // paraphrase finds the login text, and the answer differs from the hashing one.
+    ok(&cfg_b, &["index", "activate", "v2"]);
+    let after = ok(&cfg_b, &["search", query, "-k", "6", "--json"]);
+    let first: serde_json::Value =
+        serde_json::from_str(after.lines().next().expect("a hit")).unwrap();
+    assert_eq!(first["contentId"], "login", "{after}");
+    assert_ne!(before, after);
+    let status = ok(&cfg_b, &["status"]);
+    assert!(status.contains("v2 (active, all-MiniLM-L6-v2)"), "{status}");
+    worker.sigterm();
+    let _ = worker.wait_exit(Duration::from_secs(15)).await;
+    env.cleanup().await;
 }
