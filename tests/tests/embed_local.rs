@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 use tidemark_e2e::{model_dir, repo_root};
-use tidemark_embed::local::{LocalEmbedder, TRUNCATED_TEXTS};
+use tidemark_embed::local::{LocalEmbedder, PassOrder, TRUNCATED_TEXTS};
 use tidemark_embed::Embedder;
 
 fn model() -> &'static LocalEmbedder {
@@ -90,6 +90,23 @@ fn vectors_are_unit_length_and_batch_independent() {
         cos(&single[0], &batched[0]) > 0.99999,
         "padding changed the vector"
     );
+}
+
+#[test]
+fn passes_by_length_keep_every_vector_in_its_place() {
+    // 40 texts of many lengths, longest first, so sorting moves nearly every one (two
+    // passes of 32 and 8): each vector must come back where its text was.
+    let texts: Vec<String> = (0..40)
+        .rev()
+        .map(|i| format!("sentence {i} {}", "about tides and harbours ".repeat(i % 13)))
+        .collect();
+    let sorted = model().embed_in(&texts, PassOrder::ByLength).unwrap();
+    let given = model().embed_in(&texts, PassOrder::AsGiven).unwrap();
+    for (i, (a, b)) in sorted.iter().zip(&given).enumerate() {
+        assert!(cos(a, b) > 0.9999, "text {i}: {}", cos(a, b));
+    }
+    let alone = model().embed_in(&texts[7..8], PassOrder::ByLength).unwrap();
+    assert!(cos(&sorted[7], &alone[0]) > 0.9999);
 }
 
 #[test]

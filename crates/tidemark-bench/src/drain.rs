@@ -465,6 +465,7 @@ pub async fn run_local(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError>
     let model = embedder.model_id().to_string();
     let (_, t_embed) = embed_alone(embedder.as_ref(), &texts, ctx.cfg.embedder.batch_size).await?;
     drop(embedder);
+    crate::embedders::pass_order(ctx, report).await?;
     let d = drain_with_worker(ctx, report, &store, "local", Provider::Local, n, &model).await?;
     let worker = d.rate();
     let embed = rate(n, t_embed);

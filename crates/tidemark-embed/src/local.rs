@@ -120,13 +120,27 @@ impl LocalEmbedder {
         })
     }
 
-    /// Embeds texts synchronously (CPU-bound; call from a blocking thread).
+    /// Embeds texts synchronously (CPU-bound; call from a blocking thread), in passes formed
+    /// by length.
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_in(texts, PassOrder::ByLength)
+    }
+
+    /// Like [`LocalEmbedder::embed_blocking`], with the passes formed in `order`
+    /// ([`PassOrder::AsGiven`] is how the embedder worked before sorting; the benchmark
+    /// compares the two). The vectors are the same either way.
+    pub fn embed_in(
+        &self,
+        texts: &[String],
+        order: PassOrder,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let encodings = self.inner.encode(texts)?;
-        let mut order: Vec<usize> = (0..encodings.len()).collect();
-        order.sort_by_key(|&i| encodings[i].get_ids().len());
+        let mut idx: Vec<usize> = (0..encodings.len()).collect();
+        if order == PassOrder::ByLength {
+            idx.sort_by_key(|&i| encodings[i].get_ids().len());
+        }
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); encodings.len()];
-        for pass in order.chunks(MAX_BATCH) {
+        for pass in idx.chunks(MAX_BATCH) {
             let batch: Vec<&Encoding> = pass.iter().map(|&i| &encodings[i]).collect();
             for (&i, v) in pass.iter().zip(self.inner.forward(&batch)?) {
                 out[i] = v;
@@ -134,6 +148,15 @@ impl LocalEmbedder {
         }
         Ok(out)
     }
+}
+
+/// How a call's texts are grouped into forward passes of up to [`MAX_BATCH`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassOrder {
+    /// Sorted by token count, so each pass pads little (the default).
+    ByLength,
+    /// In the order given.
+    AsGiven,
 }
 
 impl Inner {
