@@ -98,7 +98,12 @@ fn passes_by_length_keep_every_vector_in_its_place() {
     // passes of 32 and 8): each vector must come back where its text was.
     let texts: Vec<String> = (0..40)
         .rev()
-        .map(|i| format!("sentence {i} {}", "about tides and harbours ".repeat(i % 13)))
+        .map(|i| {
+            format!(
+                "sentence {i} {}",
+                "about tides and harbours ".repeat(i % 13)
+            )
+        })
         .collect();
     let sorted = model().embed_in(&texts, PassOrder::ByLength).unwrap();
     let given = model().embed_in(&texts, PassOrder::AsGiven).unwrap();
