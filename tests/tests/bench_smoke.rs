@@ -11,6 +11,8 @@ const FIGURES: &[&str] = &[
     "write.raw_txn_ops_per_s",
     "write.plain_insert_ops_per_s",
     "write.put_vs_raw_txn",
+    "write.raw_txn_read_ops_per_s",
+    "write.put_vs_raw_txn_read",
     "write.put_vs_plain_insert",
     "write.put_many_10_docs_per_s",
     "write.put_many_50_docs_per_s",

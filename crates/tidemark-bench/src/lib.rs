@@ -197,9 +197,9 @@ impl Counts {
             long_memory_backlog: 100,
             migrate_records: 60,
             migrate_batch: 20,
-            index_docs: 200,
+            index_docs: 120,
             index_max_seconds: 60.0,
-            scale_backlog: 300,
+            scale_backlog: 200,
         }
     }
 }

@@ -19,11 +19,12 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     let rounds = c.write_rounds.max(1);
     let per_round = (c.write_ops / rounds).max(1);
     let (mut t_put, mut t_raw, mut t_plain) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut t_read = Duration::ZERO;
     let mut i = 0u64;
     // Warm up connections and the server's caches with a few of each.
     for _ in 0..5 {
         store.put(data::document("warm-put", i)).await?;
-        raw_transaction(&store, &data::document("warm-raw", i)).await?;
+        raw_transaction(&store, &data::document("warm-raw", i), false).await?;
         plain_insert(&store, &data::document("warm-plain", i)).await?;
         i += 1;
     }
@@ -35,9 +36,14 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
         t_put += start.elapsed();
         let start = Instant::now();
         for k in 0..per_round as u64 {
-            raw_transaction(&store, &data::document("raw", i + k)).await?;
+            raw_transaction(&store, &data::document("raw", i + k), false).await?;
         }
         t_raw += start.elapsed();
+        let start = Instant::now();
+        for k in 0..per_round as u64 {
+            raw_transaction(&store, &data::document("rawread", i + k), true).await?;
+        }
+        t_read += start.elapsed();
         let start = Instant::now();
         for k in 0..per_round as u64 {
             plain_insert(&store, &data::document("plain", i + k)).await?;
@@ -58,6 +64,19 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
         "raw driver txn, same 2 inserts",
         raw,
         "ops/s",
+    );
+    let raw_read = rate(n, t_read);
+    report.add(
+        "write.raw_txn_read_ops_per_s",
+        "raw txn + the version read put makes",
+        raw_read,
+        "ops/s",
+    );
+    report.add(
+        "write.put_vs_raw_txn_read",
+        "put / (raw txn + version read)",
+        put / raw_read,
+        "ratio",
     );
     report.add(
         "write.plain_insert_ops_per_s",
@@ -125,8 +144,13 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
 }
 
 /// The baseline: the same two inserts `Store::put` makes for a new document, in one
-/// transaction with the same read and write concerns, and nothing else.
-async fn raw_transaction(store: &Store, doc: &NewDocument) -> Result<(), BenchError> {
+/// transaction with the same read and write concerns, and nothing else; with `version_read`,
+/// first the read `put` makes to order versions (the latest outbox entry of the contentId).
+async fn raw_transaction(
+    store: &Store,
+    doc: &NewDocument,
+    version_read: bool,
+) -> Result<(), BenchError> {
     let (record, entry) = records(doc)?;
     let mut session = store.client().start_session().await?;
     session
@@ -139,6 +163,16 @@ async fn raw_transaction(store: &Store, doc: &NewDocument) -> Result<(), BenchEr
                 .build(),
         )
         .await?;
+    if version_read {
+        store
+            .outbox()
+            .clone_with_type::<bson::Document>()
+            .find_one(bson::doc! {"contentId": &doc.content_id})
+            .sort(bson::doc! {"version": -1})
+            .projection(bson::doc! {"_id": 0, "documentId": 1, "op": 1, "version": 1})
+            .session(&mut session)
+            .await?;
+    }
     store
         .documents()
         .insert_one(&record)
