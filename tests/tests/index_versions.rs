@@ -17,7 +17,7 @@ use tidemark_e2e::procs::{self, WorkerProc};
 use tidemark_embed::hash::HashEmbedder;
 use tidemark_embed::Embedder;
 use tidemark_store::NewDocument;
-use worker_support::{assert_drained, test_config, wait_until, Env};
+use worker_support::{assert_drained, test_config, wait_until, Env, TOPICS};
 
 fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
     let out = procs::run(config, args, &[]);
@@ -278,34 +278,6 @@ impl Drop for Serve {
         let _ = self.child.wait();
     }
 }
-
-/// Topics with no word in common with their queries, so only a semantic model ranks them.
-const TOPICS: [(&str, &str); 6] = [
-    (
-        "cats",
-        "The cat sat on the warm windowsill and watched the birds.",
-    ),
-    (
-        "rust",
-        "Rust's borrow checker prevents data races at compile time.",
-    ),
-    (
-        "bread",
-        "Knead the dough for ten minutes, then let it rise for an hour.",
-    ),
-    (
-        "tides",
-        "The moon's gravity pulls the oceans and causes the tides.",
-    ),
-    (
-        "login",
-        "Forgot your credentials? Open settings and choose a new secret.",
-    ),
-    (
-        "trains",
-        "The night express leaves platform nine shortly before midnight.",
-    ),
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switch_from_hashing_to_the_local_model_during_an_import() {

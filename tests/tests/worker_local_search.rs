@@ -9,7 +9,7 @@ mod worker_support;
 use std::process::Command;
 use tidemark_core::config::EmbedderKind;
 use tidemark_store::NewDocument;
-use worker_support::{test_config, Env};
+use worker_support::{test_config, Env, TOPICS};
 
 fn tidemark(config: &std::path::Path, args: &[&str]) -> std::process::Output {
     let out = Command::new(tidemark_e2e::tidemark_bin())
@@ -41,25 +41,8 @@ async fn local_model_put_index_and_search_own_text() {
     cfg.embedder.dimension = 384;
     let mut env = Env::with_config(cfg.clone()).await;
     env.model = "all-MiniLM-L6-v2".into();
-    let texts = [
-        (
-            "cats",
-            "The cat sat on the warm windowsill and watched the birds.",
-        ),
-        (
-            "rust",
-            "Rust's borrow checker prevents data races at compile time.",
-        ),
-        (
-            "bread",
-            "Knead the dough for ten minutes, then let it rise for an hour.",
-        ),
-        (
-            "tides",
-            "The moon's gravity pulls the oceans and causes the tides.",
-        ),
-    ];
-    for (id, t) in texts {
+    let texts = &TOPICS[..4];
+    for &(id, t) in texts {
         env.store
             .put(NewDocument::new(id, "note", t))
             .await
@@ -82,7 +65,7 @@ async fn local_model_put_index_and_search_own_text() {
         .values()
         .all(|(m, e)| e.len() == 384 && m["model"] == "all-MiniLM-L6-v2"));
 
-    for (id, t) in texts {
+    for &(id, t) in texts {
         let hit = first_hit(&tidemark(&config, &["search", t, "-k", "3", "--json"]));
         assert_eq!(hit["contentId"], id, "own text of {id}");
         assert!(hit["score"].as_f64().unwrap() > 0.99, "{hit}");

@@ -18,6 +18,35 @@ use tidemark_worker::Worker;
 
 pub const DIM: usize = 64;
 
+/// Short texts on distinct topics, for tests with a semantic model (`login` shares no word
+/// with "how do I change my password", so only a semantic model ranks it first for it).
+pub const TOPICS: [(&str, &str); 6] = [
+    (
+        "cats",
+        "The cat sat on the warm windowsill and watched the birds.",
+    ),
+    (
+        "rust",
+        "Rust's borrow checker prevents data races at compile time.",
+    ),
+    (
+        "bread",
+        "Knead the dough for ten minutes, then let it rise for an hour.",
+    ),
+    (
+        "tides",
+        "The moon's gravity pulls the oceans and causes the tides.",
+    ),
+    (
+        "login",
+        "Forgot your credentials? Open settings and choose a new secret.",
+    ),
+    (
+        "trains",
+        "The night express leaves platform nine shortly before midnight.",
+    ),
+];
+
 /// Feature hashing of words into `DIM` buckets, L2-normalised: deterministic and cheap.
 pub fn hash_vec(text: &str) -> Vec<f32> {
     let mut v = vec![0f32; DIM];
