@@ -50,7 +50,6 @@ impl StopReport {
     }
 }
 
-/// Runs `f` until `deadline`; None when it did not finish in time.
 /// The pause after a gauge refresh that took `took`: a second, or nine times as long, so the
 /// gauges' counts (which some servers answer by walking the pending entries) never take more
 /// than a tenth of the time of the server they watch, whatever the backlog.
@@ -58,6 +57,7 @@ fn gauge_pause(took: Duration) -> Duration {
     Duration::from_secs(1).max(took * 9)
 }
 
+/// Runs `f` until `deadline`; None when it did not finish in time.
 async fn until<T>(deadline: Instant, f: impl Future<Output = T>) -> Option<T> {
     tokio::time::timeout_at(deadline, f).await.ok()
 }
