@@ -202,19 +202,39 @@ async fn last_document_id(
     ops: &Ops,
     doc_type: &Option<String>,
 ) -> Result<Option<ObjectId>, OpsError> {
-    let mut filter = doc! {};
-    if let Some(t) = doc_type {
-        filter.insert("type", t);
-    }
     let last = ops
         .store
         .database()
         .collection::<Document>(COLL_DOCUMENTS)
-        .find_one(filter)
+        .find_one(of_type(doc_type))
         .sort(doc! {"_id": -1})
         .projection(doc! {"_id": 1})
         .await?;
     Ok(last.and_then(|d| d.get_object_id("_id").ok()))
+}
+
+/// The documents a run selects from: all, or those of `doc_type`.
+fn of_type(doc_type: &Option<String>) -> Document {
+    match doc_type {
+        Some(t) => doc! {"type": t},
+        None => doc! {},
+    }
+}
+
+/// The documents of `base` after `after` (exclusive) up to `until` (inclusive), by `_id`.
+fn in_range(base: &Document, after: Option<ObjectId>, until: Option<ObjectId>) -> Document {
+    let mut range = doc! {};
+    if let Some(a) = after {
+        range.insert("$gt", a);
+    }
+    if let Some(u) = until {
+        range.insert("$lte", u);
+    }
+    let mut filter = base.clone();
+    if !range.is_empty() {
+        filter.insert("_id", range);
+    }
+    filter
 }
 
 fn is_duplicate(e: &mongodb::error::Error) -> bool {
@@ -325,10 +345,7 @@ pub async fn backfill(
     let mut last: Option<ObjectId> = cp.get_object_id("lastId").ok();
     let exists = ops.index_exists().await?;
     let docs = ops.store.database().collection::<Document>(COLL_DOCUMENTS);
-    let mut base = doc! {};
-    if let Some(t) = &opts.doc_type {
-        base.insert("type", t);
-    }
+    let base = of_type(&opts.doc_type);
     // The documents there were when the run started; later ones were enqueued by their own
     // writes (and reach every index live then), so a scan behind a busy writer still ends.
     let until = match cp.get("untilId") {
@@ -338,10 +355,7 @@ pub async fn backfill(
         }
         _ => None, // a checkpoint written before runs had a bound
     };
-    if let Some(u) = until {
-        base.insert("_id", doc! {"$lte": u});
-    }
-    let total = docs.count_documents(base.clone()).await?;
+    let total = docs.count_documents(in_range(&base, None, until)).await?;
     progress.phase("backfill", Some(total));
     progress.inc(report.total_scanned.min(total));
     let batch = opts.batch_size.clamp(1, 5000);
@@ -352,16 +366,8 @@ pub async fn backfill(
         if let Some(max) = opts.max_pending {
             wait_for_room(ops, max).await?;
         }
-        let mut filter = base.clone();
-        if let Some(l) = last {
-            let mut range = doc! {"$gt": l};
-            if let Some(u) = until {
-                range.insert("$lte", u);
-            }
-            filter.insert("_id", range);
-        }
         let page: Vec<Document> = docs
-            .find(filter)
+            .find(in_range(&base, last, until))
             .sort(doc! {"_id": 1})
             .limit(batch as i64)
             .projection(doc! {"version": 1, "indexedVersion": 1})
@@ -505,5 +511,20 @@ mod tests {
         o.run_id = Some("x".into());
         assert_eq!(o.effective_run_id(), "x");
         assert_eq!(checkpoint_id("x"), "backfill:x");
+    }
+
+    #[test]
+    fn pages_stay_within_the_type_and_the_bound() {
+        let (a, u) = (ObjectId::new(), ObjectId::new());
+        let base = of_type(&Some("faq".into()));
+        assert_eq!(in_range(&base, None, None), doc! {"type": "faq"});
+        assert_eq!(
+            in_range(&base, Some(a), Some(u)),
+            doc! {"type": "faq", "_id": {"$gt": a, "$lte": u}}
+        );
+        assert_eq!(
+            in_range(&of_type(&None), None, Some(u)),
+            doc! {"_id": {"$lte": u}}
+        );
     }
 }
