@@ -29,35 +29,14 @@ pub const NEW_DIMENSION: usize = 256;
 
 pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     let n = ctx.counts.index_docs;
-    let part = "index";
-    let store = ctx.store(part).await?;
-    let model = format!("hash-{}", ctx.counts.hash_dimension);
-    ctx.chroma_collection(&collection_name(&ctx.part(part), &model));
-    backlog_raw(&store, n).await?;
-    let mut worker = WorkerProc::spawn(ctx, part, Provider::Hash)?;
-    let ready = worker.wait_ready(Duration::from_secs(120)).await?;
-    let mut corpus = wait_drained(
-        &store,
-        &mut worker,
-        n as u64,
-        Duration::from_secs(120 + n as u64 / 20),
-    )
-    .await?;
-    corpus.ready_ms = worker.spawned_at_ms + ready.as_millis() as i64;
-    let capacity = corpus.rate();
-    report.add(
-        "index.corpus_docs_per_s",
-        &format!("drain of the {n}-document corpus into main"),
-        capacity,
-        "docs/s",
-    );
+    let store = ctx.store(PART).await?;
+    let (mut worker, capacity) = drain_corpus(ctx, report, &store, n).await?;
 
     let cfg = new_index_config(ctx);
     let def = tidemark_ops::indexes::create(&store, &cfg, NEW_INDEX)
         .await
         .map_err(|e| BenchError::Setup(format!("index create: {e}")))?;
     ctx.chroma_collection(&def.collection);
-    let created_ms = def.created_at.timestamp_millis();
 
     // Every live write goes to both indexes during the build, so the worker's capacity is
     // about half of the corpus drain; half load is half of that.
@@ -98,7 +77,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     wait_drained(&store, &mut worker, 0, Duration::from_secs(300)).await?;
     worker.stop(Duration::from_secs(30)).await?;
 
-    let (count, window_s) = build_window(&store, created_ms).await?;
+    let (count, window_s) = build_window(&store, def.created_at.timestamp_millis()).await?;
     report.add(
         "index.build_docs_per_s",
         &format!("build of a new index ({n} documents) under half load"),
@@ -111,8 +90,44 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
         offered,
         "docs/s",
     );
-    let lags = lags_of(&store, "live-").await?;
-    let p = |q| percentile(&lags, q).unwrap_or(0.0);
+    report_live_lag(report, &lags_of(&store, "live-").await?);
+    if complete {
+        check_new_index(ctx, report, &def.collection, n + live).await;
+    }
+    Ok(())
+}
+
+/// The database / namespace part of this section.
+const PART: &str = "index";
+
+/// Writes the corpus and drains it into `main` with a worker that stays running; returns the
+/// worker and its drain rate (the capacity the live load is measured against).
+async fn drain_corpus(
+    ctx: &Ctx,
+    report: &mut Report,
+    store: &Store,
+    n: usize,
+) -> Result<(WorkerProc, f64), BenchError> {
+    let model = format!("hash-{}", ctx.counts.hash_dimension);
+    ctx.chroma_collection(&collection_name(&ctx.part(PART), &model));
+    backlog_raw(store, n).await?;
+    let mut worker = WorkerProc::spawn(ctx, PART, Provider::Hash)?;
+    let ready = worker.wait_ready(Duration::from_secs(120)).await?;
+    let timeout = Duration::from_secs(120 + n as u64 / 20);
+    let mut corpus = wait_drained(store, &mut worker, n as u64, timeout).await?;
+    corpus.ready_ms = worker.spawned_at_ms + ready.as_millis() as i64;
+    report.add(
+        "index.corpus_docs_per_s",
+        &format!("drain of the {n}-document corpus into main"),
+        corpus.rate(),
+        "docs/s",
+    );
+    Ok((worker, corpus.rate()))
+}
+
+/// The live entries' commit-to-done percentiles.
+fn report_live_lag(report: &mut Report, lags: &[f64]) {
+    let p = |q| percentile(lags, q).unwrap_or(0.0);
     report.add(
         "index.live_p50_s",
         "live commit-to-done lag p50",
@@ -132,18 +147,14 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
         p(100.0),
         "s",
     );
-    if complete {
-        check_new_index(ctx, report, &def.collection, n + live).await;
-    }
-    Ok(())
 }
 
 /// The configuration of the new index: the run's, on this part's database and namespace,
 /// with a hashing embedder of another dimension.
 fn new_index_config(ctx: &Ctx) -> tidemark_core::Config {
     let mut cfg = ctx.cfg.clone();
-    cfg.mongodb.database = ctx.part("index");
-    cfg.chroma.namespace = ctx.part("index");
+    cfg.mongodb.database = ctx.part(PART);
+    cfg.chroma.namespace = ctx.part(PART);
     cfg.embedder.provider = EmbedderKind::Hash;
     cfg.embedder.dimension = NEW_DIMENSION;
     cfg

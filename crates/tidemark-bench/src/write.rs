@@ -1,6 +1,6 @@
 //! Measurement 1, the write path: `Store::put` against a raw driver transaction of the same two
-//! inserts (document + outbox entry) and against a plain single insert, interleaved in rounds
-//! so that a noisy machine slows all three alike; then `put_many` at a few batch sizes.
+//! inserts (document + outbox entry), the same transaction with the version read `put` makes,
+//! and a plain single insert, interleaved in rounds so that a noisy machine slows them alike; then `put_many` at a few batch sizes.
 
 use crate::report::Report;
 use crate::stats::rate;
@@ -18,39 +18,31 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     let store = ctx.store("write").await?;
     let rounds = c.write_rounds.max(1);
     let per_round = (c.write_ops / rounds).max(1);
-    let (mut t_put, mut t_raw, mut t_plain) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-    let mut t_read = Duration::ZERO;
     let mut i = 0u64;
     // Warm up connections and the server's caches with a few of each.
     for _ in 0..5 {
-        store.put(data::document("warm-put", i)).await?;
-        raw_transaction(&store, &data::document("warm-raw", i), false).await?;
-        plain_insert(&store, &data::document("warm-plain", i)).await?;
+        for way in Way::ALL {
+            way.write(
+                &store,
+                &data::document(&format!("warm-{}", way.prefix()), i),
+            )
+            .await?;
+        }
         i += 1;
     }
+    let mut took = [Duration::ZERO; Way::ALL.len()];
     for _ in 0..rounds {
-        let start = Instant::now();
-        for k in 0..per_round as u64 {
-            store.put(data::document("put", i + k)).await?;
+        for (way, t) in Way::ALL.into_iter().zip(took.iter_mut()) {
+            let start = Instant::now();
+            for k in 0..per_round as u64 {
+                way.write(&store, &data::document(way.prefix(), i + k))
+                    .await?;
+            }
+            *t += start.elapsed();
         }
-        t_put += start.elapsed();
-        let start = Instant::now();
-        for k in 0..per_round as u64 {
-            raw_transaction(&store, &data::document("raw", i + k), false).await?;
-        }
-        t_raw += start.elapsed();
-        let start = Instant::now();
-        for k in 0..per_round as u64 {
-            raw_transaction(&store, &data::document("rawread", i + k), true).await?;
-        }
-        t_read += start.elapsed();
-        let start = Instant::now();
-        for k in 0..per_round as u64 {
-            plain_insert(&store, &data::document("plain", i + k)).await?;
-        }
-        t_plain += start.elapsed();
         i += per_round as u64;
     }
+    let [t_put, t_raw, t_read, t_plain] = took;
     let n = per_round * rounds;
     let (put, raw, plain) = (rate(n, t_put), rate(n, t_raw), rate(n, t_plain));
     report.add(
@@ -141,6 +133,38 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
         );
     }
     Ok(())
+}
+
+/// The ways of writing one document that the section compares, in the order they run.
+#[derive(Debug, Clone, Copy)]
+enum Way {
+    Put,
+    RawTxn,
+    RawTxnWithRead,
+    PlainInsert,
+}
+
+impl Way {
+    const ALL: [Way; 4] = [Way::Put, Way::RawTxn, Way::RawTxnWithRead, Way::PlainInsert];
+
+    /// The contentId prefix of its documents.
+    fn prefix(self) -> &'static str {
+        match self {
+            Way::Put => "put",
+            Way::RawTxn => "raw",
+            Way::RawTxnWithRead => "rawread",
+            Way::PlainInsert => "plain",
+        }
+    }
+
+    async fn write(self, store: &Store, doc: &NewDocument) -> Result<(), BenchError> {
+        match self {
+            Way::Put => store.put(doc.clone()).await.map(|_| ()).map_err(Into::into),
+            Way::RawTxn => raw_transaction(store, doc, false).await,
+            Way::RawTxnWithRead => raw_transaction(store, doc, true).await,
+            Way::PlainInsert => plain_insert(store, doc).await,
+        }
+    }
 }
 
 /// The baseline: the same two inserts `Store::put` makes for a new document, in one
