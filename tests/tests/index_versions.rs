@@ -53,6 +53,26 @@ fn text(i: usize) -> String {
     )
 }
 
+/// An import in the background: `batches` calls of `put_many` of `size` notes (`n0`, `n1`,
+/// ...), `pause` apart.
+fn import_notes(
+    store: &tidemark_store::Store,
+    batches: usize,
+    size: usize,
+    pause: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let store = store.clone();
+    tokio::spawn(async move {
+        for batch in 0..batches {
+            let docs: Vec<_> = (batch * size..(batch + 1) * size)
+                .map(|i| NewDocument::new(format!("n{i}"), "note", text(i)))
+                .collect();
+            store.put_many(docs).await.unwrap();
+            tokio::time::sleep(pause).await;
+        }
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_verify_activate_roll_back_and_drop_without_downtime() {
     let mut a = test_config("ix_versions");
@@ -74,16 +94,7 @@ async fn build_verify_activate_roll_back_and_drop_without_downtime() {
 
     let mut worker = WorkerProc::spawn(&cfg_a, "warn,tidemark_worker=info");
     // An import runs throughout the creation and the build.
-    let store = env.store.clone();
-    let import = tokio::spawn(async move {
-        for batch in 0..20 {
-            let docs: Vec<_> = (batch * 10..batch * 10 + 10)
-                .map(|i| NewDocument::new(format!("n{i}"), "note", text(i)))
-                .collect();
-            store.put_many(docs).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
+    let import = import_notes(&env.store, 20, 10, Duration::from_millis(200));
     // The first worker records its configuration as the active index `main`.
     let indexes = tidemark_store::indexes::Indexes::new(env.store.database());
     let recorded = wait_until(Duration::from_secs(30), || async {
@@ -306,16 +317,7 @@ async fn switch_from_hashing_to_the_local_model_during_an_import() {
 
     // The new index is created and built while an import goes on.
     ok(&cfg_b, &["index", "create", "v2"]);
-    let store = env.store.clone();
-    let import = tokio::spawn(async move {
-        for batch in 0..6 {
-            let docs: Vec<_> = (batch * 5..batch * 5 + 5)
-                .map(|i| NewDocument::new(format!("n{i}"), "note", text(i)))
-                .collect();
-            store.put_many(docs).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    });
+    let import = import_notes(&env.store, 6, 5, Duration::from_millis(300));
     let built = ok(&cfg_b, &["index", "build", "v2", "--batch-size", "10"]);
     assert!(built.contains("build complete"), "{built}");
     import.await.unwrap();
