@@ -321,10 +321,11 @@ async fn http_endpoints_answer() {
         "tidemark_resume_token_age_seconds",
         "tidemark_build_info{model=\"test-hash-64\"",
     ];
-    // Gauges are refreshed every second; a refresh that began before the entries were marked
-    // done can still report them pending, so wait for one that began after.
+    // Gauges are refreshed every second (up to every 5 s when their queries are slow); a
+    // refresh that began before the entries were marked done can still report them pending,
+    // so wait for one that began after.
     let mut text = String::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         text = get("/metrics").await.unwrap().text().await.unwrap();
         if expected.iter().all(|name| text.contains(name)) {

@@ -51,10 +51,11 @@ impl StopReport {
 }
 
 /// The pause after a gauge refresh that took `took`: a second, or nine times as long, so the
-/// gauges' counts (which some servers answer by walking the pending entries) never take more
-/// than a tenth of the time of the server they watch, whatever the backlog.
+/// gauges' counts (which some servers answer by walking the pending entries) take at most a
+/// tenth of the server they watch; never more than five seconds, so the lag an operator reads
+/// is at most that much older than a scrape.
 fn gauge_pause(took: Duration) -> Duration {
-    Duration::from_secs(1).max(took * 9)
+    (took * 9).clamp(Duration::from_secs(1), Duration::from_secs(5))
 }
 
 /// Runs `f` until `deadline`; None when it did not finish in time.
@@ -330,7 +331,7 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn gauges_refresh_every_second_unless_they_are_slow() {
+    fn gauges_refresh_every_second_unless_they_are_slow_and_at_least_every_five() {
         assert_eq!(
             gauge_pause(Duration::from_millis(5)),
             Duration::from_secs(1)
@@ -339,5 +340,6 @@ mod tests {
             gauge_pause(Duration::from_millis(400)),
             Duration::from_millis(3600)
         );
+        assert_eq!(gauge_pause(Duration::from_secs(2)), Duration::from_secs(5));
     }
 }
