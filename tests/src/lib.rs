@@ -40,6 +40,37 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The ONNX Runtime library `scripts/services up` copies from the onnxruntime wheel.
+pub fn onnx_runtime() -> PathBuf {
+    std::env::var("TIDEMARK_ONNX_RUNTIME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(tidemark_core::config::DEFAULT_ONNX_RUNTIME))
+}
+
+/// The Python of the services' virtual environment (it has onnxruntime, for the bench's
+/// reference embedder).
+pub fn python() -> PathBuf {
+    std::env::var("TIDEMARK_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".venv/bin/python"))
+}
+
+/// The local model with `engine`, from the folder and library `scripts/services up` made.
+pub fn local_model(
+    engine: tidemark_core::config::LocalEngine,
+) -> tidemark_embed::local::LocalEmbedder {
+    tidemark_embed::local::LocalEmbedder::load(&model_dir(), engine, &onnx_runtime())
+        .expect("model folder and ONNX Runtime from scripts/services up")
+}
+
+/// Points `e` at the local model (default engine) in the folders `scripts/services up` made.
+pub fn use_local_model(e: &mut tidemark_core::config::EmbedderConfig) {
+    e.provider = tidemark_core::config::EmbedderKind::Local;
+    e.model_dir = model_dir();
+    e.onnx_runtime = onnx_runtime();
+    e.dimension = 384;
+}
+
 /// Folder of the all-MiniLM-L6-v2 model files unpacked by `scripts/services up`.
 pub fn model_dir() -> PathBuf {
     std::env::var("TIDEMARK_MODEL_DIR")

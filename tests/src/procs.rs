@@ -28,7 +28,8 @@ fn base_command(config: &Path) -> Command {
         .arg(config)
         .env_remove("MONGODB_URI")
         .env_remove("CHROMA_URL")
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        .env("TIDEMARK_EMBEDDER_ONNX_RUNTIME", crate::onnx_runtime());
     cmd
 }
 

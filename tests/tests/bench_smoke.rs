@@ -25,9 +25,6 @@ const FIGURES: &[&str] = &[
     "local.worker_docs_per_s",
     "local.embed_alone_docs_per_s",
     "local.efficiency",
-    "local.mixed_by_length_docs_per_s",
-    "local.mixed_as_given_docs_per_s",
-    "local.sorting_gain",
     "lag.target_docs_per_s",
     "lag.offered_docs_per_s",
     "lag.p50_s",
@@ -62,6 +59,24 @@ const FIGURES: &[&str] = &[
     "scale.workers4_docs_per_s",
     "scale.workers4_write_ms_per_doc",
     "scale.four_vs_one",
+    "embedder.candle_short_sorted_docs_per_s",
+    "embedder.candle_short_given_docs_per_s",
+    "embedder.candle_long_docs_per_s",
+    "embedder.onnx_short_sorted_docs_per_s",
+    "embedder.onnx_short_given_docs_per_s",
+    "embedder.onnx_long_docs_per_s",
+    "embedder.onnx_int8_short_sorted_docs_per_s",
+    "embedder.onnx_int8_short_given_docs_per_s",
+    "embedder.onnx_int8_long_docs_per_s",
+    "embedder.onnx_candle_cos_min",
+    "embedder.int8_cos_min",
+    "embedder.onnx_vs_candle",
+    "embedder.int8_vs_fp32",
+    "embedder.sorting_gain",
+    "embedder.reference_short_docs_per_s",
+    "embedder.reference_long_docs_per_s",
+    "embedder.vs_reference_short",
+    "embedder.vs_reference_long",
 ];
 
 /// Figures that are differences and may be negative on a noisy machine, or counts that may be
@@ -83,6 +98,9 @@ const WITH_GOALS: &[&str] = &[
     "long.peak_rss_mib",
     "migrate.run_vs_put_many",
     "index.live_p99_s",
+    "embedder.onnx_candle_cos_min",
+    "embedder.vs_reference_short",
+    "embedder.vs_reference_long",
 ];
 
 #[tokio::test]
@@ -102,6 +120,11 @@ async fn quick_bench_reports_every_figure() {
         .env("MONGODB_URI", mongodb_uri())
         .env("CHROMA_URL", chroma_url())
         .env("TIDEMARK_EMBEDDER_MODEL_DIR", model_dir())
+        .env(
+            "TIDEMARK_EMBEDDER_ONNX_RUNTIME",
+            tidemark_e2e::onnx_runtime(),
+        )
+        .env("TIDEMARK_PYTHON", tidemark_e2e::python())
         .env("TIDEMARK_LOG_LEVEL", "warn")
         .output()
         .expect("tidemark bench runs");

@@ -1,17 +1,56 @@
-//! The local all-MiniLM-L6-v2 embedder against the model files from `scripts/services up`:
-//! agreement with reference vectors made by sentence-transformers, semantic sanity,
-//! normalisation and truncation.
+//! The local all-MiniLM-L6-v2 embedder against the model files from `scripts/services up`, with
+//! each engine (ONNX Runtime fp32 and int8, candle): agreement with reference vectors made by
+//! sentence-transformers, semantic sanity, normalisation and truncation.
 
 use std::sync::OnceLock;
-use tidemark_e2e::{model_dir, repo_root};
+use tidemark_core::config::LocalEngine;
+use tidemark_e2e::{local_model, model_dir, onnx_runtime, repo_root};
 use tidemark_embed::local::{LocalEmbedder, PassOrder, TRUNCATED_TEXTS};
 use tidemark_embed::Embedder;
 
+/// The engines whose vectors must equal sentence-transformers' (int8 is only close).
+const EXACT: [LocalEngine; 2] = [LocalEngine::Onnx, LocalEngine::Candle];
+const ALL: [LocalEngine; 3] = [
+    LocalEngine::Onnx,
+    LocalEngine::Candle,
+    LocalEngine::OnnxInt8,
+];
+
+fn model_of(engine: LocalEngine) -> &'static LocalEmbedder {
+    static M: [OnceLock<LocalEmbedder>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let slot = ALL.iter().position(|&e| e == engine).unwrap();
+    M[slot].get_or_init(|| local_model(engine))
+}
+
+/// The default engine.
 fn model() -> &'static LocalEmbedder {
-    static M: OnceLock<LocalEmbedder> = OnceLock::new();
-    M.get_or_init(|| {
-        LocalEmbedder::load(&model_dir()).expect("model folder from scripts/services up")
-    })
+    model_of(LocalEngine::Onnx)
+}
+
+fn embed_with(engine: LocalEngine, texts: &[&str]) -> Vec<Vec<f32>> {
+    let texts: Vec<String> = texts.iter().map(|s| s.to_string()).collect();
+    model_of(engine).embed_blocking(&texts).unwrap()
+}
+
+/// The fixture's sentences and sentence-transformers' vector of each.
+fn reference() -> Vec<(String, Vec<f32>)> {
+    let path = repo_root().join("crates/tidemark-embed/tests/fixtures/reference.json");
+    let text = std::fs::read_to_string(&path).expect("reference fixture committed");
+    let fixture: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let items = fixture["items"].as_array().unwrap();
+    assert!(items.len() >= 5, "fixture has a handful of sentences");
+    items
+        .iter()
+        .map(|i| {
+            let v: Vec<f32> = i["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
+            (i["text"].as_str().unwrap().to_string(), v)
+        })
+        .collect()
 }
 
 fn cos(a: &[f32], b: &[f32]) -> f32 {
@@ -22,31 +61,40 @@ fn cos(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn embed(texts: &[&str]) -> Vec<Vec<f32>> {
-    let texts: Vec<String> = texts.iter().map(|s| s.to_string()).collect();
-    model().embed_blocking(&texts).unwrap()
+    embed_with(LocalEngine::Onnx, texts)
 }
 
 #[test]
-fn matches_sentence_transformers_reference() {
-    let path = repo_root().join("crates/tidemark-embed/tests/fixtures/reference.json");
-    let text = std::fs::read_to_string(&path).expect("reference fixture committed");
-    let fixture: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let items = fixture["items"].as_array().unwrap();
-    assert!(items.len() >= 5, "fixture has a handful of sentences");
-    let sentences: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
-    // Batched together, so padding is exercised as well.
-    let ours = embed(&sentences);
-    for (item, v) in items.iter().zip(&ours) {
-        let reference: Vec<f32> = item["embedding"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
-        assert_eq!(reference.len(), 384);
-        let c = cos(&reference, v);
-        assert!(c > 0.9999, "cosine {c} for {:?}", item["text"]);
+fn onnx_and_candle_match_sentence_transformers_reference() {
+    let items = reference();
+    let sentences: Vec<&str> = items.iter().map(|(t, _)| t.as_str()).collect();
+    for engine in EXACT {
+        // Batched together, so padding is exercised as well.
+        let ours = embed_with(engine, &sentences);
+        for ((text, reference), v) in items.iter().zip(&ours) {
+            assert_eq!(reference.len(), 384);
+            let c = cos(reference, v);
+            assert!(c > 0.9999, "{engine:?}: cosine {c} for {text:?}");
+        }
     }
+}
+
+#[test]
+fn int8_is_close_to_the_reference_and_a_model_of_its_own() {
+    let items = reference();
+    let sentences: Vec<&str> = items.iter().map(|(t, _)| t.as_str()).collect();
+    let int8 = embed_with(LocalEngine::OnnxInt8, &sentences);
+    let worst = items
+        .iter()
+        .zip(&int8)
+        .map(|((_, r), v)| cos(r, v))
+        .fold(1.0f32, f32::min);
+    assert!(worst > 0.98, "int8 cosine to the reference {worst}");
+    assert!(worst < 0.99999, "int8 is not fp32 ({worst})");
+    assert_eq!(
+        model_of(LocalEngine::OnnxInt8).model_id(),
+        "all-MiniLM-L6-v2-int8"
+    );
 }
 
 #[test]
@@ -68,10 +116,15 @@ fn paraphrase_is_closer_than_unrelated() {
             "Jupiter is the largest planet in the solar system.",
         ),
     ];
-    for (a, para, other) in triples {
-        let v = embed(&[a, para, other]);
-        let (p, o) = (cos(&v[0], &v[1]), cos(&v[0], &v[2]));
-        assert!(p > o + 0.2, "{a:?}: paraphrase {p} vs unrelated {o}");
+    for engine in ALL {
+        for (a, para, other) in triples {
+            let v = embed_with(engine, &[a, para, other]);
+            let (p, o) = (cos(&v[0], &v[1]), cos(&v[0], &v[2]));
+            assert!(
+                p > o + 0.2,
+                "{engine:?} {a:?}: paraphrase {p} vs unrelated {o}"
+            );
+        }
     }
 }
 
@@ -125,12 +178,31 @@ fn long_text_is_truncated_and_counted() {
 
 #[test]
 fn missing_model_folder_is_a_clear_error() {
-    let err = LocalEmbedder::load(std::path::Path::new("/nonexistent/model"))
-        .err()
-        .expect("must fail");
+    let err = LocalEmbedder::load(
+        std::path::Path::new("/nonexistent/model"),
+        LocalEngine::Onnx,
+        &onnx_runtime(),
+    )
+    .err()
+    .expect("must fail");
     let msg = err.to_string();
     assert!(
         msg.contains("config.json") && msg.contains("/nonexistent/model"),
         "{msg}"
     );
+}
+
+#[test]
+fn missing_onnx_runtime_is_a_clear_error_naming_the_key() {
+    let lib = std::path::Path::new("/nonexistent/libonnxruntime.so");
+    let err = LocalEmbedder::load(&model_dir(), LocalEngine::Onnx, lib)
+        .err()
+        .expect("must fail");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("embedder.onnx_runtime") && msg.contains("/nonexistent/libonnxruntime.so"),
+        "{msg}"
+    );
+    // candle needs no library.
+    assert!(LocalEmbedder::load(&model_dir(), LocalEngine::Candle, lib).is_ok());
 }

@@ -233,7 +233,7 @@ async fn the_binary_serves_the_local_model_identically() {
         "Knead the dough until smooth.".to_string(),
     ];
     let remote = client.embed(&input).await.expect("server comes up");
-    let local = tidemark_embed::local::LocalEmbedder::load(&tidemark_e2e::model_dir()).unwrap();
+    let local = tidemark_e2e::local_model(tidemark_core::config::LocalEngine::Onnx);
     let here = local.embed_blocking(&input).unwrap();
     for (a, b) in remote.iter().zip(&here) {
         let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();

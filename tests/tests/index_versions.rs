@@ -297,9 +297,9 @@ async fn switch_from_hashing_to_the_local_model_during_an_import() {
     a.embedder.dimension = 64;
     // Where the workers (running with this configuration) find the new index's model.
     a.embedder.model_dir = tidemark_e2e::model_dir();
+    a.embedder.onnx_runtime = tidemark_e2e::onnx_runtime();
     let mut b = a.clone();
-    b.embedder.provider = EmbedderKind::Local;
-    b.embedder.dimension = 384;
+    tidemark_e2e::use_local_model(&mut b.embedder);
     let env = Env::with_config(a.clone()).await;
     let dir = tidemark_e2e::servers::temp_dir("ix_local");
     let cfg_a = procs::write_config(&a, &dir.join("a"));

@@ -12,6 +12,7 @@ mod worker_support;
 use std::collections::HashSet;
 use std::time::Duration;
 use tidemark_core::chunking::{ChunkMode, ChunkingConfig};
+use tidemark_core::config::LocalEngine;
 use tidemark_core::vector_meta::{keys, meta_i64};
 use tidemark_core::Config;
 use tidemark_e2e::procs::{self, WorkerProc};
@@ -210,9 +211,7 @@ async fn unchunked_and_chunked_documents_never_share_ids() {
 /// same document as one vector (truncated at 256 tokens) is much farther from it.
 #[tokio::test]
 async fn the_end_of_a_long_document_is_searchable_only_with_chunking() {
-    let model = std::sync::Arc::new(
-        tidemark_embed::local::LocalEmbedder::load(&tidemark_e2e::model_dir()).unwrap(),
-    );
+    let model = std::sync::Arc::new(tidemark_e2e::local_model(LocalEngine::Onnx));
     let filler: String = (0..250)
         .map(|i| format!("Paragraph {i} of the maintenance log lists routine checks of filters, belts and gauges."))
         .collect::<Vec<_>>()

@@ -7,7 +7,6 @@
 mod worker_support;
 
 use std::process::Command;
-use tidemark_core::config::EmbedderKind;
 use tidemark_store::NewDocument;
 use worker_support::{test_config, Env, TOPICS};
 
@@ -36,9 +35,7 @@ fn first_hit(out: &std::process::Output) -> serde_json::Value {
 #[tokio::test]
 async fn local_model_put_index_and_search_own_text() {
     let mut cfg = test_config("wk_local");
-    cfg.embedder.provider = EmbedderKind::Local;
-    cfg.embedder.model_dir = tidemark_e2e::model_dir();
-    cfg.embedder.dimension = 384;
+    tidemark_e2e::use_local_model(&mut cfg.embedder);
     let mut env = Env::with_config(cfg.clone()).await;
     env.model = "all-MiniLM-L6-v2".into();
     let texts = &TOPICS[..4];

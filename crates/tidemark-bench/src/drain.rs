@@ -458,14 +458,13 @@ pub async fn run_local(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError>
     let store = ctx.store("local").await?;
     let written = backlog_raw(&store, n).await?;
     let texts: Vec<String> = written.iter().map(|(d, _)| d.content.clone()).collect();
-    let dir = ctx.cfg.embedder.model_dir.clone();
-    let embedder = tokio::task::spawn_blocking(move || embedders::local(&dir))
+    let ecfg = ctx.cfg.embedder.clone();
+    let embedder = tokio::task::spawn_blocking(move || embedders::local(&ecfg))
         .await
         .map_err(|e| BenchError::Setup(format!("model loading panicked: {e}")))??;
     let model = embedder.model_id().to_string();
     let (_, t_embed) = embed_alone(embedder.as_ref(), &texts, ctx.cfg.embedder.batch_size).await?;
     drop(embedder);
-    crate::embedders::pass_order(ctx, report).await?;
     let d = drain_with_worker(ctx, report, &store, "local", Provider::Local, n, &model).await?;
     let worker = d.rate();
     let embed = rate(n, t_embed);

@@ -25,6 +25,7 @@
 mod data;
 mod drain;
 mod embedders;
+mod engines;
 mod index;
 mod lag;
 mod long;
@@ -75,10 +76,11 @@ pub enum Section {
     Migrate,
     Index,
     Scale,
+    Embedder,
 }
 
 impl Section {
-    pub const ALL: [Section; 9] = [
+    pub const ALL: [Section; 10] = [
         Section::Write,
         Section::Drain,
         Section::Local,
@@ -88,6 +90,7 @@ impl Section {
         Section::Migrate,
         Section::Index,
         Section::Scale,
+        Section::Embedder,
     ];
 
     pub fn parse(s: &str) -> Option<Section> {
@@ -105,6 +108,7 @@ impl Section {
             Section::Migrate => "migrate",
             Section::Index => "index",
             Section::Scale => "scale",
+            Section::Embedder => "embedder",
         }
     }
 }
@@ -135,6 +139,9 @@ pub struct Counts {
     pub batch_size: usize,
     /// Dimension of the hashing embedder.
     pub hash_dimension: usize,
+    /// Short texts (4-40 words) and long ones (256 tokens) each engine embeds in `embedder`.
+    pub embedder_short: usize,
+    pub embedder_long: usize,
     /// Long documents (~2,000 tokens) drained chunked with the local model.
     pub long_docs: usize,
     /// Long-document backlog of the peak memory measurement (hashing embedder).
@@ -163,6 +170,8 @@ impl Counts {
             drain_backlog: 20_000,
             dual_write_docs: 500,
             local_backlog: 400,
+            embedder_short: 256,
+            embedder_long: 64,
             lag_seconds: 20.0,
             memory_backlog: 100_000,
             drain_max_seconds: 45.0,
@@ -188,6 +197,8 @@ impl Counts {
             drain_backlog: 300,
             dual_write_docs: 40,
             local_backlog: 24,
+            embedder_short: 32,
+            embedder_long: 4,
             lag_seconds: 2.0,
             memory_backlog: 500,
             drain_max_seconds: 60.0,
@@ -380,6 +391,7 @@ pub async fn run(opts: BenchOptions) -> Result<Report, BenchError> {
             Section::Migrate => migrate::run(&ctx, &mut report).await,
             Section::Index => index::run(&ctx, &mut report).await,
             Section::Scale => scale::run(&ctx, &mut report).await,
+            Section::Embedder => engines::run(&ctx, &mut report).await,
         };
         if let Err(e) = result {
             tracing::error!(section = section.name(), error = %e, "benchmark section failed");

@@ -53,8 +53,8 @@ async fn throughput(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     let n = ctx.counts.long_docs;
     let store = ctx.store("long").await?;
     backlog_raw_of(&store, n, &long_document).await?;
-    let dir = ctx.cfg.embedder.model_dir.clone();
-    let embedder = tokio::task::spawn_blocking(move || embedders::local(&dir))
+    let ecfg = ctx.cfg.embedder.clone();
+    let embedder = tokio::task::spawn_blocking(move || embedders::local(&ecfg))
         .await
         .map_err(|e| BenchError::Setup(format!("model loading panicked: {e}")))??;
     // The worker's chunks, made the same way: model maximum, default overlap and template.

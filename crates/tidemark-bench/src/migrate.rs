@@ -125,8 +125,8 @@ async fn build_legacy(ctx: &Ctx, n: usize) -> Result<String, BenchError> {
             .insert_many(part.to_vec())
             .await?;
     }
-    let dir = ctx.cfg.embedder.model_dir.clone();
-    let embedder = tokio::task::spawn_blocking(move || embedders::local(&dir))
+    let ecfg = ctx.cfg.embedder.clone();
+    let embedder = tokio::task::spawn_blocking(move || embedders::local(&ecfg))
         .await
         .map_err(|e| BenchError::Setup(format!("model loading panicked: {e}")))??;
     let name = tidemark_core::collection_name(&ctx.part("legacy"), MODEL);

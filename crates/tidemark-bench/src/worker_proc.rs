@@ -83,10 +83,11 @@ impl WorkerProc {
                     .env("TIDEMARK_EMBEDDER_DIMENSION", c.hash_dimension.to_string());
             }
             Provider::Local => {
-                cmd.env("TIDEMARK_EMBEDDER_PROVIDER", "local").env(
-                    "TIDEMARK_EMBEDDER_MODEL_DIR",
-                    ctx.cfg.embedder.model_dir.as_os_str(),
-                );
+                let e = &ctx.cfg.embedder;
+                cmd.env("TIDEMARK_EMBEDDER_PROVIDER", "local")
+                    .env("TIDEMARK_EMBEDDER_MODEL_DIR", e.model_dir.as_os_str())
+                    .env("TIDEMARK_EMBEDDER_ONNX_RUNTIME", e.onnx_runtime.as_os_str())
+                    .env("TIDEMARK_EMBEDDER_ENGINE", e.engine.name());
             }
         }
         for (k, v) in env {

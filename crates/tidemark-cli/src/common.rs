@@ -24,11 +24,12 @@ impl GlobalArgs {
 }
 
 /// Installs the tracing subscriber: text or JSON to stderr, filtered by `RUST_LOG` or the
-/// configured level.
+/// configured level. ONNX Runtime's own messages (memory arenas, graph passes: `ort` at info)
+/// are kept to warnings unless `RUST_LOG` asks for them.
 pub fn init_logging(cfg: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cfg.log.level.clone()));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{},ort=warn", cfg.log.level)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

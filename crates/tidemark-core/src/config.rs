@@ -18,6 +18,9 @@ pub const DEFAULT_MONGODB_URI: &str = "mongodb://127.0.0.1:27018/?replicaSet=sec
 pub const DEFAULT_CHROMA_URL: &str = "http://127.0.0.1:8011";
 /// Default model folder: where `scripts/services up` unpacks all-MiniLM-L6-v2.
 pub const DEFAULT_MODEL_DIR: &str = ".tidemark/models/all-MiniLM-L6-v2";
+/// Default ONNX Runtime library: where `scripts/services up` copies it from the `onnxruntime`
+/// wheel.
+pub const DEFAULT_ONNX_RUNTIME: &str = ".tidemark/lib/libonnxruntime.so";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -109,12 +112,50 @@ pub enum EmbedderKind {
     Hash,
 }
 
+/// How the local provider runs all-MiniLM-L6-v2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LocalEngine {
+    /// ONNX Runtime on the folder's model.onnx (fp32): the same vectors as candle, faster.
+    Onnx,
+    /// ONNX Runtime on model_int8.onnx (dynamic int8 quantisation): faster still, vectors
+    /// close to fp32 but not equal, so it is a model of its own (`all-MiniLM-L6-v2-int8`).
+    OnnxInt8,
+    /// candle's BERT on model.safetensors, in pure Rust.
+    Candle,
+}
+
+impl LocalEngine {
+    /// The configuration's spelling of this engine.
+    pub fn name(self) -> &'static str {
+        match self {
+            LocalEngine::Onnx => "onnx",
+            LocalEngine::OnnxInt8 => "onnx-int8",
+            LocalEngine::Candle => "candle",
+        }
+    }
+}
+
+/// The local model's id for `engine`: int8 vectors are not fp32's, so they never share an
+/// index (or a Chroma collection) with them.
+pub fn local_model_id(engine: LocalEngine) -> &'static str {
+    match engine {
+        LocalEngine::OnnxInt8 => "all-MiniLM-L6-v2-int8",
+        LocalEngine::Onnx | LocalEngine::Candle => "all-MiniLM-L6-v2",
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmbedderConfig {
     pub provider: EmbedderKind,
-    /// Folder with model.safetensors, tokenizer.json, config.json (local provider).
+    /// Folder with model.safetensors, tokenizer.json, config.json (local provider), and
+    /// model.onnx / model_int8.onnx for the ONNX engines.
     pub model_dir: PathBuf,
+    /// Local provider: `onnx` (default), `onnx-int8` or `candle`.
+    pub engine: LocalEngine,
+    /// The ONNX Runtime shared library the `onnx` engines load (libonnxruntime.so).
+    pub onnx_runtime: PathBuf,
     /// Model name sent to the OpenAI-compatible endpoint.
     pub model: String,
     pub base_url: String,
@@ -145,7 +186,7 @@ impl EmbedderConfig {
     /// local model, `model` for an OpenAI-compatible endpoint, `hash-<dimension>` for hashing.
     pub fn model_id(&self) -> String {
         match self.provider {
-            EmbedderKind::Local => "all-MiniLM-L6-v2".to_string(),
+            EmbedderKind::Local => local_model_id(self.engine).to_string(),
             EmbedderKind::Openai => self.model.clone(),
             EmbedderKind::Hash => format!("hash-{}", self.dimension),
         }
@@ -157,6 +198,8 @@ impl Default for EmbedderConfig {
         EmbedderConfig {
             provider: EmbedderKind::Local,
             model_dir: PathBuf::from(DEFAULT_MODEL_DIR),
+            engine: LocalEngine::Onnx,
+            onnx_runtime: PathBuf::from(DEFAULT_ONNX_RUNTIME),
             model: "all-MiniLM-L6-v2".into(),
             base_url: String::new(),
             api_key_env: "OPENAI_API_KEY".into(),
@@ -393,6 +436,12 @@ impl Config {
             EmbedderKind::Local => {
                 if e.model_dir.as_os_str().is_empty() {
                     return Err(invalid("embedder.model_dir", "must not be empty"));
+                }
+                if e.engine != LocalEngine::Candle && e.onnx_runtime.as_os_str().is_empty() {
+                    return Err(invalid(
+                        "embedder.onnx_runtime",
+                        "the onnx engines need the path of libonnxruntime.so (or set embedder.engine = \"candle\")",
+                    ));
                 }
             }
             EmbedderKind::Hash => {}

@@ -9,7 +9,7 @@
 //! the comparison that tells a worker its configuration disagrees with the active index.
 
 use crate::chunking::ChunkingConfig;
-use crate::config::{Config, EmbedderConfig, EmbedderKind};
+use crate::config::{local_model_id, Config, EmbedderConfig, EmbedderKind, LocalEngine};
 use serde::{Deserialize, Serialize};
 
 /// The MongoDB collection of index definitions.
@@ -123,6 +123,16 @@ impl IndexDef {
             e.model = self.embedder.model.clone();
             e.base_url = self.embedder.base_url.clone();
         }
+        if self.embedder.provider == EmbedderKind::Local {
+            // The model id says whether the index holds int8 or fp32 vectors; an fp32 index
+            // keeps the base's fp32 engine (ONNX Runtime or candle: the same vectors).
+            let int8 = local_model_id(LocalEngine::OnnxInt8);
+            e.engine = match (self.embedder.model == int8, base.engine) {
+                (true, _) => LocalEngine::OnnxInt8,
+                (false, LocalEngine::OnnxInt8) => LocalEngine::Onnx,
+                (false, engine) => engine,
+            };
+        }
         e
     }
 
@@ -223,6 +233,48 @@ mod tests {
         assert_eq!(e.api_key_env, "MY_KEY");
         assert_eq!(e.max_tokens_per_minute, 1000);
         assert_eq!(e.model_id(), def.embedder.model);
+    }
+
+    #[test]
+    fn a_local_index_runs_the_engine_of_its_vectors() {
+        let mut base = hash_config(384);
+        base.embedder.provider = EmbedderKind::Local;
+        let engines = [
+            LocalEngine::Onnx,
+            LocalEngine::OnnxInt8,
+            LocalEngine::Candle,
+        ];
+        // (engine the index was created with, engine of the worker's config) -> engine used.
+        let table = [
+            (LocalEngine::Onnx, LocalEngine::Candle, LocalEngine::Candle),
+            (LocalEngine::Onnx, LocalEngine::OnnxInt8, LocalEngine::Onnx),
+            (LocalEngine::Candle, LocalEngine::Onnx, LocalEngine::Onnx),
+            (
+                LocalEngine::OnnxInt8,
+                LocalEngine::Onnx,
+                LocalEngine::OnnxInt8,
+            ),
+            (
+                LocalEngine::OnnxInt8,
+                LocalEngine::Candle,
+                LocalEngine::OnnxInt8,
+            ),
+        ];
+        for (made, worker, used) in table {
+            let mut made_cfg = base.clone();
+            made_cfg.embedder.engine = made;
+            let def = IndexDef::from_config(&made_cfg, "v", IndexState::Active, true);
+            let mut w = base.embedder.clone();
+            w.engine = worker;
+            let e = def.embedder_config(&w);
+            assert_eq!(e.engine, used, "made {made:?}, worker {worker:?}");
+            assert_eq!(e.model_id(), def.embedder.model);
+        }
+        for engine in engines {
+            let mut c = base.clone();
+            c.embedder.engine = engine;
+            assert_eq!(c.embedder.model_id(), local_model_id(engine));
+        }
     }
 
     #[test]

@@ -44,7 +44,10 @@ async fn main() {
     let dir = std::env::args()
         .nth(1)
         .unwrap_or_else(|| ".tidemark/models/all-MiniLM-L6-v2".into());
-    let local: SharedEmbedder = Arc::new(LocalEmbedder::load(dir.as_ref()).expect("model folder"));
+    let engine = tidemark_embed::local::LocalEngine::Candle;
+    let local: SharedEmbedder = Arc::new(
+        LocalEmbedder::load(dir.as_ref(), engine, std::path::Path::new("")).expect("model folder"),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(tidemark_embed::server::serve_on(

@@ -1,5 +1,6 @@
 //! Embedders: turn texts into vectors. One trait, three providers:
-//! - `local`: all-MiniLM-L6-v2 in process (candle + tokenizers), from a model folder;
+//! - `local`: all-MiniLM-L6-v2 in process (ONNX Runtime or candle, + tokenizers), from a model
+//!   folder;
 //! - `openai`: any OpenAI-compatible `/v1/embeddings` endpoint (also `tidemark embed serve`);
 //! - `hash`: feature hashing, deterministic and NOT semantic, for load tests.
 //!
@@ -9,6 +10,7 @@ pub mod budget;
 pub mod hash;
 pub mod local;
 pub mod metrics;
+pub mod onnx;
 pub mod openai;
 pub mod server;
 pub mod server_limits;
@@ -65,7 +67,7 @@ pub fn from_config(cfg: &EmbedderConfig) -> Result<SharedEmbedder, EmbedError> {
     let embedder: SharedEmbedder = match cfg.provider {
         EmbedderKind::Hash => Arc::new(hash::HashEmbedder::new(cfg.dimension)),
         EmbedderKind::Local => {
-            let e = local::LocalEmbedder::load(&cfg.model_dir)?;
+            let e = local::LocalEmbedder::from_config(cfg)?;
             if e.dimension() != cfg.dimension {
                 return Err(EmbedError::Config(format!(
                     "embedder.dimension is {} but the model in {} produces {}",

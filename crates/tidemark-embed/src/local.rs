@@ -1,7 +1,9 @@
-//! all-MiniLM-L6-v2 in process: candle's BERT plus the Hugging Face tokenizer, read from a model
-//! folder (model.safetensors, tokenizer.json, config.json, 1_Pooling/config.json and, optionally,
-//! sentence_bert_config.json). Mean pooling over the attention mask and L2 normalisation, as
-//! sentence-transformers does. Nothing is downloaded: a missing file is a clear error.
+//! all-MiniLM-L6-v2 in process: the Hugging Face tokenizer plus one of two engines, read from a
+//! model folder (tokenizer.json, config.json, 1_Pooling/config.json and, optionally,
+//! sentence_bert_config.json): ONNX Runtime on model.onnx / model_int8.onnx ([`crate::onnx`],
+//! the default), or candle's BERT on model.safetensors. Mean pooling over the attention mask and
+//! L2 normalisation, as sentence-transformers does. Nothing is downloaded: a missing file is a
+//! clear error.
 //!
 //! A call's texts are tokenized once, sorted by length and run in forward passes of up to
 //! [`MAX_BATCH`] texts each padded only to the longest of its pass, so a short text never pays
@@ -14,9 +16,12 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+pub use tidemark_core::config::LocalEngine;
+use tidemark_core::config::{local_model_id, EmbedderConfig};
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
-/// Model id reported for the folder's model (used in the Chroma collection name).
+/// Model id of the fp32 engines (used in the Chroma collection name); the int8 engine's is
+/// [`local_model_id`]`(OnnxInt8)`.
 pub const MODEL_ID: &str = "all-MiniLM-L6-v2";
 /// Texts per forward pass.
 pub const MAX_BATCH: usize = 32;
@@ -27,17 +32,23 @@ pub use crate::metrics::TRUNCATED_TEXTS;
 pub struct LocalEmbedder {
     inner: Arc<Inner>,
     dimension: usize,
+    model_id: &'static str,
+}
+
+/// What runs the forward passes.
+enum Model {
+    Candle(Box<BertModel>, Device),
+    Onnx(crate::onnx::OnnxModel),
 }
 
 struct Inner {
-    model: BertModel,
+    model: Model,
     /// Truncates at `max_len`; pads nothing (each forward pass pads to its own longest).
     tokenizer: Tokenizer,
     pad_id: u32,
     /// The same tokenizer without truncation or padding, for counting tokens (chunking).
     counter: Tokenizer,
     max_len: usize,
-    device: Device,
 }
 
 fn file(dir: &Path, name: &str) -> Result<PathBuf, EmbedError> {
@@ -57,9 +68,16 @@ fn cfg_err(what: &str, e: impl std::fmt::Display) -> EmbedError {
 }
 
 impl LocalEmbedder {
-    /// Loads the model from `model_dir`. Fails with `EmbedError::Config` naming a missing or
-    /// unreadable file, or a pooling mode other than mean pooling.
-    pub fn load(model_dir: &Path) -> Result<Self, EmbedError> {
+    /// Loads the configured engine: `embedder.engine` on `embedder.model_dir`, with
+    /// `embedder.onnx_runtime` for the ONNX engines.
+    pub fn from_config(cfg: &EmbedderConfig) -> Result<Self, EmbedError> {
+        Self::load(&cfg.model_dir, cfg.engine, &cfg.onnx_runtime)
+    }
+
+    /// Loads the model from `model_dir` with `engine` (`runtime` is the ONNX Runtime library;
+    /// candle ignores it). Fails with `EmbedError::Config` naming a missing or unreadable
+    /// file, or a pooling mode other than mean pooling.
+    pub fn load(model_dir: &Path, engine: LocalEngine, runtime: &Path) -> Result<Self, EmbedError> {
         let config_text = std::fs::read_to_string(file(model_dir, "config.json")?)
             .map_err(|e| cfg_err("config.json", e))?;
         let config: BertConfig =
@@ -100,22 +118,31 @@ impl LocalEmbedder {
         tokenizer.with_padding(None);
         let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
 
-        let device = Device::Cpu;
-        let weights = file(model_dir, "model.safetensors")?;
-        // SAFETY: the file is memory-mapped read-only; it must not be modified while loaded,
-        // which holds for a model folder.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
-            .map_err(|e| cfg_err("model.safetensors", e))?;
-        let model = BertModel::load(vb, &config).map_err(|e| cfg_err("model.safetensors", e))?;
+        let model = match engine {
+            LocalEngine::Candle => load_candle(model_dir, &config)?,
+            LocalEngine::Onnx | LocalEngine::OnnxInt8 => {
+                let name = if engine == LocalEngine::Onnx {
+                    "model.onnx"
+                } else {
+                    "model_int8.onnx"
+                };
+                let graph = model_dir.join(name);
+                Model::Onnx(crate::onnx::OnnxModel::load(
+                    runtime,
+                    &graph,
+                    config.hidden_size,
+                )?)
+            }
+        };
         Ok(LocalEmbedder {
             dimension: config.hidden_size,
+            model_id: local_model_id(engine),
             inner: Arc::new(Inner {
                 model,
                 tokenizer,
                 pad_id,
                 counter,
                 max_len,
-                device,
             }),
         })
     }
@@ -148,6 +175,17 @@ impl LocalEmbedder {
         }
         Ok(out)
     }
+}
+
+fn load_candle(model_dir: &Path, config: &BertConfig) -> Result<Model, EmbedError> {
+    let device = Device::Cpu;
+    let weights = file(model_dir, "model.safetensors")?;
+    // SAFETY: the file is memory-mapped read-only; it must not be modified while loaded,
+    // which holds for a model folder.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
+        .map_err(|e| cfg_err("model.safetensors", e))?;
+    let model = BertModel::load(vb, config).map_err(|e| cfg_err("model.safetensors", e))?;
+    Ok(Model::Candle(Box::new(model), device))
 }
 
 /// How a call's texts are grouped into forward passes of up to [`MAX_BATCH`].
@@ -198,43 +236,61 @@ impl Inner {
             mask.extend_from_slice(e.get_attention_mask());
             mask.extend(std::iter::repeat_n(0u32, pad));
         }
-        let model_err = |e: candle_core::Error| EmbedError::Permanent(format!("model: {e}"));
-        let ids = Tensor::from_vec(ids, (n, len), &self.device).map_err(model_err)?;
-        let mask = Tensor::from_vec(mask, (n, len), &self.device).map_err(model_err)?;
-        let type_ids = ids.zeros_like().map_err(model_err)?;
-        let hidden = self
-            .model
-            .forward(&ids, &type_ids, Some(&mask))
-            .map_err(model_err)?; // (n, len, dim)
-        let mask_f = mask
-            .to_dtype(DType::F32)
-            .and_then(|m| m.unsqueeze(2))
-            .map_err(model_err)?; // (n, len, 1)
-        let summed = hidden
-            .broadcast_mul(&mask_f)
-            .and_then(|t| t.sum(1))
-            .map_err(model_err)?; // (n, dim)
-        let counts = mask_f
-            .sum(1)
-            .and_then(|c| c.clamp(1e-9, f64::MAX))
-            .map_err(model_err)?; // (n, 1)
-        let mean = summed.broadcast_div(&counts).map_err(model_err)?;
-        let norm = mean
-            .sqr()
-            .and_then(|t| t.sum_keepdim(1))
-            .and_then(|t| t.sqrt())
-            .and_then(|t| t.clamp(1e-12, f64::MAX))
-            .map_err(model_err)?;
-        mean.broadcast_div(&norm)
-            .and_then(|t| t.to_vec2::<f32>())
-            .map_err(model_err)
+        match &self.model {
+            Model::Candle(bert, device) => candle_forward(bert, device, ids, mask, n, len),
+            Model::Onnx(onnx) => {
+                let ids = ids.into_iter().map(i64::from).collect();
+                let mask = mask.into_iter().map(i64::from).collect();
+                onnx.forward(ids, mask, n, len)
+            }
+        }
     }
+}
+
+/// candle's forward pass plus mean pooling and normalisation, as tensors.
+fn candle_forward(
+    bert: &BertModel,
+    device: &Device,
+    ids: Vec<u32>,
+    mask: Vec<u32>,
+    n: usize,
+    len: usize,
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let model_err = |e: candle_core::Error| EmbedError::Permanent(format!("model: {e}"));
+    let ids = Tensor::from_vec(ids, (n, len), device).map_err(model_err)?;
+    let mask = Tensor::from_vec(mask, (n, len), device).map_err(model_err)?;
+    let type_ids = ids.zeros_like().map_err(model_err)?;
+    let hidden = bert
+        .forward(&ids, &type_ids, Some(&mask))
+        .map_err(model_err)?; // (n, len, dim)
+    let mask_f = mask
+        .to_dtype(DType::F32)
+        .and_then(|m| m.unsqueeze(2))
+        .map_err(model_err)?; // (n, len, 1)
+    let summed = hidden
+        .broadcast_mul(&mask_f)
+        .and_then(|t| t.sum(1))
+        .map_err(model_err)?; // (n, dim)
+    let counts = mask_f
+        .sum(1)
+        .and_then(|c| c.clamp(1e-9, f64::MAX))
+        .map_err(model_err)?; // (n, 1)
+    let mean = summed.broadcast_div(&counts).map_err(model_err)?;
+    let norm = mean
+        .sqr()
+        .and_then(|t| t.sum_keepdim(1))
+        .and_then(|t| t.sqrt())
+        .and_then(|t| t.clamp(1e-12, f64::MAX))
+        .map_err(model_err)?;
+    mean.broadcast_div(&norm)
+        .and_then(|t| t.to_vec2::<f32>())
+        .map_err(model_err)
 }
 
 #[async_trait::async_trait]
 impl Embedder for LocalEmbedder {
     fn model_id(&self) -> &str {
-        MODEL_ID
+        self.model_id
     }
 
     fn dimension(&self) -> usize {
@@ -259,6 +315,7 @@ impl Embedder for LocalEmbedder {
         let this = LocalEmbedder {
             inner: self.inner.clone(),
             dimension: self.dimension,
+            model_id: self.model_id,
         };
         let texts = texts.to_vec();
         tokio::task::spawn_blocking(move || this.embed_blocking(&texts))

@@ -56,9 +56,12 @@ pub struct BenchArgs {
 pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = global.load_config()?;
     common::init_logging(&cfg);
-    if cfg.embedder.model_dir.is_relative() {
-        if let Ok(abs) = std::fs::canonicalize(&cfg.embedder.model_dir) {
-            cfg.embedder.model_dir = abs;
+    // The bench's worker processes may run elsewhere than here: absolute paths.
+    for path in [&mut cfg.embedder.model_dir, &mut cfg.embedder.onnx_runtime] {
+        if path.is_relative() {
+            if let Ok(abs) = std::fs::canonicalize(&*path) {
+                *path = abs;
+            }
         }
     }
     let mut counts = if args.quick {

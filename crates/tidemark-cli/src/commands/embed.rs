@@ -50,9 +50,14 @@ pub fn run(global: &GlobalArgs, args: EmbedArgs) -> anyhow::Result<ExitCode> {
             };
             let rt = runtime()?;
             let stop = stop_signal(&rt)?;
-            let dir = model_dir.unwrap_or_else(|| cfg.embedder.model_dir.clone());
-            let embedder = tidemark_embed::local::LocalEmbedder::load(&dir)
-                .with_context(|| format!("cannot load the model from {}", dir.display()))?;
+            let mut ecfg = cfg.embedder.clone();
+            if let Some(dir) = model_dir {
+                ecfg.model_dir = dir;
+            }
+            let embedder =
+                tidemark_embed::local::LocalEmbedder::from_config(&ecfg).with_context(|| {
+                    format!("cannot load the model from {}", ecfg.model_dir.display())
+                })?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
