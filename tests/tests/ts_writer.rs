@@ -169,9 +169,15 @@ async fn ts_and_cli_documents_are_indistinguishable_to_the_worker() {
         "contentHash",
         "status",
         "attempts",
+        "newDocument",
     ] {
         assert_eq!(te.get(key), re.get(key), "outbox.{key}");
     }
+    assert_eq!(
+        te.get_bool("newDocument"),
+        Ok(true),
+        "both created the document"
+    );
     assert_eq!(te.get("nextAttemptAt"), te.get("createdAt"));
     // Both parse as the Rust contract types.
     assert_eq!(env.documents().await.len(), 2);

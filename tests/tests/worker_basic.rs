@@ -244,3 +244,80 @@ async fn versions_out_of_order_end_with_the_latest() {
     env.assert_consistent().await;
     env.cleanup().await;
 }
+
+/// Documents a put created are indexed without reading Chroma for their stored vectors (their
+/// entries say `newDocument`); an update of them reads, and so does a second delivery of a
+/// new document's entry (a first one may have written vectors before it was interrupted).
+#[tokio::test]
+async fn new_documents_skip_the_stored_read_and_everything_else_reads() {
+    let env = Env::new("wk_newdoc").await;
+    let w = env.worker();
+    w.init().await.unwrap();
+    let reads = |result: &str| {
+        w.metrics()
+            .stored_reads_total
+            .with_label_values(&[result])
+            .get()
+    };
+    let docs: Vec<_> = (0..20)
+        .map(|i| nd(&format!("n{i}"), &format!("new document {i}"), json!({})))
+        .collect();
+    env.store.put_many(docs).await.unwrap();
+    let one = env
+        .store
+        .put(nd("single", "one put", json!({})))
+        .await
+        .unwrap();
+    let entry = env
+        .store
+        .outbox()
+        .find_one(doc! {"_id": one.outbox_id})
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(entry.new_document, "put of a new document marks its entry");
+    let r = w.drain().await.unwrap();
+    assert_eq!(r.indexed, 21, "{r:?}");
+    assert_eq!((reads("read"), reads("skipped")), (0, 21));
+
+    for i in 0..5 {
+        let u = env
+            .store
+            .put(nd(&format!("n{i}"), &format!("changed {i}"), json!({})))
+            .await
+            .unwrap();
+        let e = env
+            .store
+            .outbox()
+            .find_one(doc! {"_id": u.outbox_id})
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!e.new_document, "an update's entry is not new");
+    }
+    let r = w.drain().await.unwrap();
+    assert_eq!(r.indexed, 5, "{r:?}");
+    assert_eq!((reads("read"), reads("skipped")), (5, 21));
+
+    // A second delivery (as after a crash between the Chroma write and the mark): it reads,
+    // finds its vectors current and embeds nothing.
+    let texts = env.embedder.texts();
+    env.store
+        .outbox()
+        .update_many(
+            doc! {"_id": one.outbox_id},
+            doc! {"$set": {"status": "pending"}, "$unset": {"doneAt": "", "result": ""}},
+        )
+        .await
+        .unwrap();
+    let r = w.drain().await.unwrap();
+    assert_eq!(r.unchanged, 1, "{r:?}");
+    assert_eq!(
+        env.embedder.texts(),
+        texts,
+        "no embedding on a second delivery"
+    );
+    assert_eq!((reads("read"), reads("skipped")), (6, 21));
+    env.assert_consistent().await;
+    env.cleanup().await;
+}

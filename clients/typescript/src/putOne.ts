@@ -82,7 +82,7 @@ export function putOneBody(ctx: PutOneContext, p: Prepared) {
       }
     }
     const version = base + 1n;
-    const entry = newEntry(id, cid, Op.Upsert, version, p.hash);
+    const entry = newEntry(id, cid, Op.Upsert, version, p.hash, stored === undefined);
     const now = new Date();
     const write: DocWrite =
       stored === undefined

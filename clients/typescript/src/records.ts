@@ -36,16 +36,20 @@ export interface Prepared {
   hash: string;
 }
 
-/** A new pending outbox entry, due now. */
+/**
+ * A new pending outbox entry, due now. `created`: this transaction inserts the document row,
+ * so the entry says `newDocument: true` (the worker then skips reading stored vectors).
+ */
 export function newEntry(
   documentId: ObjectId,
   contentId: string,
   op: Op,
   version: bigint,
   contentHash: string,
+  created = false,
 ): Document {
   const now = new Date();
-  return {
+  const entry: Document = {
     _id: new ObjectId(),
     schemaVersion: new Int32(SCHEMA_VERSION),
     documentId,
@@ -58,6 +62,8 @@ export function newEntry(
     nextAttemptAt: now,
     createdAt: now,
   };
+  if (created) entry.newDocument = true;
+  return entry;
 }
 
 /** A new `documents` row. */

@@ -96,7 +96,8 @@ export async function putBatch(
     const slot = slots.get(p.doc.contentId)!;
     slot.version += 1n;
     slot.last = i;
-    const entry = newEntry(slot.id, p.doc.contentId, Op.Upsert, slot.version, p.hash);
+    const created = slot.stored === undefined;
+    const entry = newEntry(slot.id, p.doc.contentId, Op.Upsert, slot.version, p.hash, created);
     outcomes.push(putOutcome(slot.id, p, slot.version, entry));
     entries.push(entry);
   });

@@ -101,7 +101,8 @@ for (const separateWrites of [false, true]) {
       assert.ok(m.nested.k[0] instanceof Long);
 
       const [entry] = await raw(w, "outbox");
-      assert.deepEqual(Object.keys(entry!), ENTRY_KEYS);
+      assert.deepEqual(Object.keys(entry!), [...ENTRY_KEYS, "newDocument"], "the put created it");
+      assert.equal(entry!.newDocument, true);
       assert.ok(entry!.schemaVersion instanceof Int32 && entry!.schemaVersion.value === 1);
       assert.ok(entry!.attempts instanceof Int32 && entry!.attempts.value === 0);
       assert.ok(entry!.version instanceof Long && entry!.version.toNumber() === 1);
@@ -111,6 +112,8 @@ for (const separateWrites of [false, true]) {
       assert.ok((entry!.documentId as ObjectId).equals(out.documentId));
 
       await w.put({ contentId: "s-1", type: "note", content: "again" });
+      const second = (await raw(w, "outbox"))[1]!;
+      assert.deepEqual(Object.keys(second), ENTRY_KEYS, "an update's entry has no newDocument");
       const [updated] = await raw(w, "documents");
       assert.deepEqual(Object.keys(updated!), DOC_KEYS, "an update keeps the field order");
       assert.deepEqual(updated!.metadata, {}, "metadata left out is {}");

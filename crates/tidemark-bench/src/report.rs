@@ -220,7 +220,11 @@ impl Report {
                 "{:<8} {:<lw$} {:>12} {:<8} {}",
                 f.section,
                 f.label,
-                fmt_num(f.value),
+                if f.unit == "cosine" {
+                    format!("{:.6}", f.value)
+                } else {
+                    fmt_num(f.value)
+                },
                 f.unit,
                 goal
             );
@@ -264,7 +268,7 @@ impl Report {
 
 /// A goal's number as written by hand: `0.9`, `1`, `64`.
 fn fmt_goal(v: f64) -> String {
-    let s = format!("{v:.3}");
+    let s = format!("{v:.6}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
@@ -311,5 +315,8 @@ mod tests {
         assert_eq!(fmt_num(1234.56), "1235");
         assert_eq!(fmt_num(12.345), "12.3");
         assert_eq!(fmt_num(0.01234), "0.012");
+        assert_eq!(fmt_goal(0.9999), "0.9999");
+        assert_eq!(fmt_goal(0.9), "0.9");
+        assert_eq!(fmt_goal(64.0), "64");
     }
 }

@@ -135,6 +135,19 @@ pub struct OutboxEntry {
     /// Errors of earlier lives of the entry, kept when a dead entry is replayed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub error_history: Vec<String>,
+    /// Set by a writer whose transaction inserted the document row (a new `_id`): no vector
+    /// of it can exist, so the worker need not read the stored ones before embedding. Absent
+    /// means "may have vectors" (always correct).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub new_document: bool,
+    /// How many times a worker leased this entry (added by the worker's claim): above one, an
+    /// earlier delivery may have written vectors before it was interrupted.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deliveries: i32,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 fn default_schema_version() -> i32 {
@@ -168,7 +181,22 @@ impl OutboxEntry {
             result: None,
             last_error: None,
             error_history: Vec::new(),
+            new_document: false,
+            deliveries: 0,
         }
+    }
+
+    /// This entry with `newDocument` set to `new` (see the field).
+    pub fn with_new_document(mut self, new: bool) -> Self {
+        self.new_document = new;
+        self
+    }
+
+    /// Whether no vector of this entry's document can exist: its writer created the document
+    /// and this is the entry's first delivery (a later one may follow a delivery that wrote
+    /// vectors and was interrupted before it marked the entry).
+    pub fn nothing_stored(&self) -> bool {
+        self.new_document && self.deliveries <= 1
     }
 }
 
@@ -212,6 +240,41 @@ mod tests {
         assert!(doc.get_i32("attempts").is_ok(), "attempts must be int32");
         let back: OutboxEntry = bson::from_document(doc).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn new_document_is_written_only_when_true() {
+        let e = OutboxEntry::new_pending(ObjectId::new(), "c1", Op::Upsert, 1, "h");
+        let plain = bson::to_document(&e).unwrap();
+        assert!(!plain.contains_key("newDocument"), "{plain}");
+        let marked = bson::to_document(&e.clone().with_new_document(true)).unwrap();
+        assert_eq!(marked.get_bool("newDocument"), Ok(true));
+        let back: OutboxEntry = bson::from_document(marked).unwrap();
+        assert!(back.new_document);
+        let back: OutboxEntry = bson::from_document(plain).unwrap();
+        assert!(!back.new_document, "absent reads as false");
+    }
+
+    #[test]
+    fn only_a_first_delivery_of_a_new_document_has_nothing_stored() {
+        let e = OutboxEntry::new_pending(ObjectId::new(), "c1", Op::Upsert, 1, "h");
+        let table = [
+            (false, 0, false),
+            (false, 1, false),
+            (true, 0, true),
+            (true, 1, true),
+            (true, 2, false),
+            (true, 7, false),
+        ];
+        for (new, deliveries, nothing) in table {
+            let mut x = e.clone().with_new_document(new);
+            x.deliveries = deliveries;
+            assert_eq!(
+                x.nothing_stored(),
+                nothing,
+                "new {new}, deliveries {deliveries}"
+            );
+        }
     }
 
     #[test]

@@ -92,9 +92,11 @@ impl Target {
         Ok(Target::new(store, chroma, cfg))
     }
 
+    /// The target; its store's entries never say `newDocument`, since the migration copies
+    /// legacy vectors for the documents it creates (the worker must read and reuse them).
     pub fn new(store: Store, chroma: ChromaClient, cfg: &Config) -> Target {
         Target {
-            store,
+            store: store.copying_vectors(),
             chroma,
             namespace: cfg.chroma.namespace.clone(),
             model: target_model(cfg),

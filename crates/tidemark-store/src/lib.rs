@@ -115,6 +115,9 @@ pub struct Store {
     retries: Arc<AtomicU64>,
     /// Whether the server takes the `bulkWrite` command (learnt on first use; see `put_one`).
     bulk_write: Arc<AtomicU8>,
+    /// Whether entries of documents a put creates say `newDocument` (see
+    /// [`Store::copying_vectors`]).
+    mark_new: bool,
 }
 
 impl Store {
@@ -136,7 +139,21 @@ impl Store {
             retry: RetryPolicy::default(),
             retries: Arc::new(AtomicU64::new(0)),
             bulk_write: Arc::new(AtomicU8::new(put_one::BULK_UNKNOWN)),
+            mark_new: true,
         }
+    }
+
+    /// For a writer that puts vectors into the index itself for the documents it creates (a
+    /// migration copying legacy vectors): its entries never say `newDocument`, so the worker
+    /// reads the stored vectors and reuses them instead of embedding again.
+    pub fn copying_vectors(mut self) -> Store {
+        self.mark_new = false;
+        self
+    }
+
+    /// Whether a put's entry of a document it inserted says `newDocument`.
+    pub(crate) fn marks_new_documents(&self) -> bool {
+        self.mark_new
     }
 
     /// Writes a document and its outbox entry with two commands instead of one `bulkWrite`, as

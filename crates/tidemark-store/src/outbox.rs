@@ -105,7 +105,10 @@ impl Outbox {
         self.coll
             .update_many(
                 doc! {"documentId": {"$in": docs}, "status": PENDING, "nextAttemptAt": {"$lte": now}},
-                doc! {"$set": {"lease": {"owner": owner, "until": until}}},
+                doc! {
+                    "$set": {"lease": {"owner": owner, "until": until}},
+                    "$inc": {"deliveries": 1},
+                },
             )
             .await?;
         self.coll

@@ -88,7 +88,8 @@ impl TxnBody for PutOne<'_> {
             None => (Slot::fresh(0), false),
         };
         let version = slot.version + 1;
-        let entry = OutboxEntry::new_pending(slot.id, cid, Op::Upsert, version, &p.hash);
+        let entry = OutboxEntry::new_pending(slot.id, cid, Op::Upsert, version, &p.hash)
+            .with_new_document(!stored && self.batch.store.marks_new_documents());
         let outcome = PutOutcome {
             document_id: slot.id,
             content_id: cid.to_string(),

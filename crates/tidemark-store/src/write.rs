@@ -162,13 +162,17 @@ impl TxnBody for PutBatch<'_> {
                 .expect("slot for every contentId");
             slot.version += 1;
             slot.last = i;
+            // A document this transaction inserts has no vector yet, whichever of its
+            // occurrences the entry is.
+            let created = slot.stored_version.is_none() && self.store.marks_new_documents();
             let entry = OutboxEntry::new_pending(
                 slot.id,
                 &p.doc.content_id,
                 Op::Upsert,
                 slot.version,
                 &p.hash,
-            );
+            )
+            .with_new_document(created);
             outcomes.push(PutOutcome {
                 document_id: slot.id,
                 content_id: p.doc.content_id.clone(),

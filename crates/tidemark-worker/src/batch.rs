@@ -117,10 +117,14 @@ impl BatchCtx<'_> {
         claims: &Claims<'_>,
         out: &mut Outcomes,
     ) {
+        // Documents their entry says were just created have nothing stored to compare with.
         let ids: Vec<(ObjectId, String)> = targets
             .iter()
+            .filter(|t| !t.new_document)
             .flat_map(|t| t.pieces.iter().map(|p| (t.document_id, p.id.clone())))
             .collect();
+        let new = targets.iter().filter(|t| t.new_document).count();
+        exec.count_reads(targets.len() - new, new);
         let stored = match exec.stored(&ids, shape.chunked()).await {
             Ok(s) => s,
             Err(e) => {

@@ -68,6 +68,9 @@ impl Executor {
         ids: &[(ObjectId, String)],
         by_document: bool,
     ) -> Result<Stored, tidemark_core::IndexError> {
+        if ids.is_empty() {
+            return Ok(Stored::default());
+        }
         let found = if by_document {
             let mut docs: Vec<String> = ids.iter().map(|(d, _)| d.to_hex()).collect();
             docs.dedup();
@@ -259,6 +262,14 @@ impl Executor {
                 }
             }
         }
+    }
+
+    /// Counts documents whose stored vectors were read before indexing, and new documents
+    /// whose read was skipped.
+    pub fn count_reads(&self, read: usize, skipped: usize) {
+        let c = &self.metrics.stored_reads_total;
+        c.with_label_values(&["read"]).inc_by(read as u64);
+        c.with_label_values(&["skipped"]).inc_by(skipped as u64);
     }
 
     fn observe_write(&self, op: &str, since: Instant) {

@@ -26,6 +26,9 @@ pub struct Metrics {
     pub retries_total: IntCounterVec,
     /// Due entries a claim skipped because another worker held their document.
     pub claim_blocked_total: IntCounter,
+    /// Documents indexed after reading their stored vectors (`read`), or without, because
+    /// their entry said the document was new (`skipped`).
+    pub stored_reads_total: IntCounterVec,
     /// Change stream (re)starts other than the first, by reason.
     pub change_stream_restarts_total: IntCounterVec,
     /// Seconds since the saved resume token was last advanced.
@@ -91,6 +94,13 @@ impl Metrics {
                 "tidemark_claim_blocked_total",
                 "Due entries skipped by a claim because another worker held their document",
             )?,
+            stored_reads_total: IntCounterVec::new(
+                Opts::new(
+                    "tidemark_stored_reads_total",
+                    "Documents indexed after reading their stored vectors, or skipping the read for new documents",
+                ),
+                &["result"],
+            )?,
             change_stream_restarts_total: IntCounterVec::new(
                 Opts::new(
                     "tidemark_change_stream_restarts_total",
@@ -117,6 +127,7 @@ impl Metrics {
         registry.register(Box::new(m.batch_size.clone()))?;
         registry.register(Box::new(m.retries_total.clone()))?;
         registry.register(Box::new(m.claim_blocked_total.clone()))?;
+        registry.register(Box::new(m.stored_reads_total.clone()))?;
         registry.register(Box::new(m.change_stream_restarts_total.clone()))?;
         registry.register(Box::new(m.resume_token_age_seconds.clone()))?;
         registry.register(Box::new(m.build_info.clone()))?;

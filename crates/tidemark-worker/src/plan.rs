@@ -233,6 +233,9 @@ pub(crate) struct Target {
     pub attempts: i32,
     pub document_id: ObjectId,
     pub pieces: Vec<Piece>,
+    /// The entry says its transaction created the document and this is its first delivery:
+    /// nothing stored to read.
+    pub new_document: bool,
 }
 
 /// What [`decide`] found: entries already settled, deletes, and documents to index.
@@ -329,6 +332,7 @@ pub(crate) fn decide(primary: Vec<OutboxEntry>, mut docs: Documents, shape: &Sha
             attempts: e.attempts,
             document_id: e.document_id,
             pieces: shape.pieces(&doc),
+            new_document: e.nothing_stored(),
         });
     }
     out

@@ -322,3 +322,17 @@ fn a_text_larger_than_the_byte_bound_is_a_group_of_its_own() {
     assert_eq!(g.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1, 1]);
     assert!(groups(Vec::new(), 100, 10).is_empty());
 }
+
+#[test]
+fn only_a_first_delivery_of_a_new_document_skips_the_stored_read() {
+    let d = document(1, 1, "hello");
+    for (new, deliveries, skip) in [(true, 1, true), (true, 2, false), (false, 1, false)] {
+        let mut e = entry(1, 1, Op::Upsert, 1).with_new_document(new);
+        e.deliveries = deliveries;
+        let r = decide(vec![e], docs(vec![d.clone()]), &shape());
+        assert_eq!(
+            r.targets[0].new_document, skip,
+            "new {new}, deliveries {deliveries}"
+        );
+    }
+}
