@@ -177,32 +177,26 @@ fn long_text_is_truncated_and_counted() {
 }
 
 #[test]
-fn missing_model_folder_is_a_clear_error() {
-    let err = LocalEmbedder::load(
-        std::path::Path::new("/nonexistent/model"),
-        LocalEngine::Onnx,
-        &onnx_runtime(),
-    )
-    .err()
-    .expect("must fail");
+/// Asserts that loading fails with a message naming each of `words`.
+fn assert_load_fails(dir: &std::path::Path, lib: &std::path::Path, words: &[&str]) {
+    let err = LocalEmbedder::load(dir, LocalEngine::Onnx, lib)
+        .err()
+        .expect("must fail");
     let msg = err.to_string();
-    assert!(
-        msg.contains("config.json") && msg.contains("/nonexistent/model"),
-        "{msg}"
-    );
+    assert!(words.iter().all(|w| msg.contains(w)), "{msg}");
+}
+
+#[test]
+fn missing_model_folder_is_a_clear_error() {
+    let dir = std::path::Path::new("/nonexistent/model");
+    assert_load_fails(dir, &onnx_runtime(), &["config.json", "/nonexistent/model"]);
 }
 
 #[test]
 fn missing_onnx_runtime_is_a_clear_error_naming_the_key() {
     let lib = std::path::Path::new("/nonexistent/libonnxruntime.so");
-    let err = LocalEmbedder::load(&model_dir(), LocalEngine::Onnx, lib)
-        .err()
-        .expect("must fail");
-    let msg = err.to_string();
-    assert!(
-        msg.contains("embedder.onnx_runtime") && msg.contains("/nonexistent/libonnxruntime.so"),
-        "{msg}"
-    );
+    let words = ["embedder.onnx_runtime", "/nonexistent/libonnxruntime.so"];
+    assert_load_fails(&model_dir(), lib, &words);
     // candle needs no library.
     assert!(LocalEmbedder::load(&model_dir(), LocalEngine::Candle, lib).is_ok());
 }

@@ -268,13 +268,11 @@ async fn new_documents_skip_the_stored_read_and_everything_else_reads() {
         .put(nd("single", "one put", json!({})))
         .await
         .unwrap();
-    let entry = env
-        .store
-        .outbox()
-        .find_one(doc! {"_id": one.outbox_id})
-        .await
-        .unwrap()
-        .unwrap();
+    let entry_of = |id| async move {
+        let e = env.store.outbox().find_one(doc! {"_id": id}).await;
+        e.unwrap().expect("the put's entry")
+    };
+    let entry = entry_of(one.outbox_id).await;
     assert!(entry.new_document, "put of a new document marks its entry");
     let r = w.drain().await.unwrap();
     assert_eq!(r.indexed, 21, "{r:?}");
@@ -286,13 +284,7 @@ async fn new_documents_skip_the_stored_read_and_everything_else_reads() {
             .put(nd(&format!("n{i}"), &format!("changed {i}"), json!({})))
             .await
             .unwrap();
-        let e = env
-            .store
-            .outbox()
-            .find_one(doc! {"_id": u.outbox_id})
-            .await
-            .unwrap()
-            .unwrap();
+        let e = entry_of(u.outbox_id).await;
         assert!(!e.new_document, "an update's entry is not new");
     }
     let r = w.drain().await.unwrap();

@@ -218,7 +218,8 @@ async fn plain_insert(store: &Store, doc: &NewDocument) -> Result<(), BenchError
     Ok(())
 }
 
-/// The document and outbox rows `Store::put` would write for a new document.
+/// The document and outbox rows `Store::put` would write for a new document (its entry says
+/// `newDocument`, as `put`'s does).
 pub fn records(doc: &NewDocument) -> Result<(DocumentRecord, OutboxEntry), BenchError> {
     let id = ObjectId::new();
     let hash = content_hash(&doc.content);
@@ -236,6 +237,7 @@ pub fn records(doc: &NewDocument) -> Result<(DocumentRecord, OutboxEntry), Bench
         vector_id: None,
         indexed_version: None,
     };
-    let entry = OutboxEntry::new_pending(id, &doc.content_id, Op::Upsert, 1, &hash);
+    let entry =
+        OutboxEntry::new_pending(id, &doc.content_id, Op::Upsert, 1, &hash).with_new_document(true);
     Ok((record, entry))
 }

@@ -27,6 +27,12 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         database = %cfg.mongodb.database,
         chroma = %tidemark_core::redact_uri(&cfg.chroma.url),
         provider = ?cfg.embedder.provider,
+        model = %cfg.embedder.model_id(),
+        engine = if cfg.embedder.provider == tidemark_core::config::EmbedderKind::Local {
+            cfg.embedder.engine.name()
+        } else {
+            "-"
+        },
         "starting worker"
     );
     let embedder =
