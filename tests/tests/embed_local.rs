@@ -176,7 +176,6 @@ fn long_text_is_truncated_and_counted() {
     assert!(TRUNCATED_TEXTS.get() > before, "truncation was not counted");
 }
 
-#[test]
 /// Asserts that loading fails with a message naming each of `words`.
 fn assert_load_fails(dir: &std::path::Path, lib: &std::path::Path, words: &[&str]) {
     let err = LocalEmbedder::load(dir, LocalEngine::Onnx, lib)

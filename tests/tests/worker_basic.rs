@@ -245,6 +245,12 @@ async fn versions_out_of_order_end_with_the_latest() {
     env.cleanup().await;
 }
 
+/// The outbox entry `id`.
+async fn entry_of(env: &Env, id: bson::oid::ObjectId) -> tidemark_core::OutboxEntry {
+    let e = env.store.outbox().find_one(doc! {"_id": id}).await;
+    e.unwrap().expect("the put's entry")
+}
+
 /// Documents a put created are indexed without reading Chroma for their stored vectors (their
 /// entries say `newDocument`); an update of them reads, and so does a second delivery of a
 /// new document's entry (a first one may have written vectors before it was interrupted).
@@ -268,11 +274,7 @@ async fn new_documents_skip_the_stored_read_and_everything_else_reads() {
         .put(nd("single", "one put", json!({})))
         .await
         .unwrap();
-    let entry_of = |id| async move {
-        let e = env.store.outbox().find_one(doc! {"_id": id}).await;
-        e.unwrap().expect("the put's entry")
-    };
-    let entry = entry_of(one.outbox_id).await;
+    let entry = entry_of(&env, one.outbox_id).await;
     assert!(entry.new_document, "put of a new document marks its entry");
     let r = w.drain().await.unwrap();
     assert_eq!(r.indexed, 21, "{r:?}");
@@ -284,7 +286,7 @@ async fn new_documents_skip_the_stored_read_and_everything_else_reads() {
             .put(nd(&format!("n{i}"), &format!("changed {i}"), json!({})))
             .await
             .unwrap();
-        let e = entry_of(u.outbox_id).await;
+        let e = entry_of(&env, u.outbox_id).await;
         assert!(!e.new_document, "an update's entry is not new");
     }
     let r = w.drain().await.unwrap();
