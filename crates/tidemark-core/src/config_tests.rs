@@ -8,7 +8,7 @@ fn no_env(_: &str) -> Option<String> {
 fn empty_file_is_the_defaults() {
     let c = Config::from_toml_with_env("", no_env).unwrap();
     assert_eq!(c.mongodb.uri, DEFAULT_MONGODB_URI);
-    assert_eq!(c.worker.batch_size, 64);
+    assert_eq!(c.worker.batch_size, 128);
     assert_eq!(c.worker.batch_wait, Duration::from_millis(50));
 }
 
