@@ -179,7 +179,7 @@ impl Counts {
             hash_dimension: 384,
             long_docs: 1000,
             long_memory_backlog: 20_000,
-            migrate_records: 1000,
+            migrate_records: 3000,
             migrate_batch: 100,
             index_docs: 20_000,
             index_max_seconds: 150.0,

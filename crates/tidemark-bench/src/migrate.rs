@@ -174,6 +174,12 @@ async fn migrate(
     let setup = |e: tidemark_migrate::MigrateError| BenchError::Setup(format!("migrate: {e}"));
     mapping.validate(&target.model).map_err(setup)?;
     let source = Source::connect(&mapping.source).await.map_err(setup)?;
+    // The driver connects lazily: connect before the clock starts, as put_many's store is.
+    source
+        .db
+        .run_command(bson::doc! {"ping": 1})
+        .await
+        .map_err(|e| BenchError::Setup(format!("legacy database: {e}")))?;
     let opts = RunOptions {
         dry_run: false,
         batch_size: ctx.counts.migrate_batch,
