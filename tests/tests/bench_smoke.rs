@@ -77,6 +77,12 @@ const FIGURES: &[&str] = &[
     "embedder.reference_long_docs_per_s",
     "embedder.vs_reference_short",
     "embedder.vs_reference_long",
+    "backlog.size1_docs_per_s",
+    "backlog.size1_write_ms_per_doc",
+    "backlog.size2_docs_per_s",
+    "backlog.size3_docs_per_s",
+    "backlog.size3_write_ms_per_doc",
+    "backlog.largest_vs_smallest",
 ];
 
 /// Figures that are differences and may be negative on a noisy machine, or counts that may be
@@ -85,6 +91,9 @@ const SIGNED: &[&str] = &[
     "migrate.reuse_saves_s",
     "scale.workers1_blocked_per_1000",
     "scale.workers4_blocked_per_1000",
+    // Zero when the batches in flight overlap so much that no time outside them is left.
+    "backlog.size1_other_ms_per_doc",
+    "backlog.size3_other_ms_per_doc",
 ];
 
 /// Figures with a goal (printed next to them).
@@ -101,6 +110,7 @@ const WITH_GOALS: &[&str] = &[
     "embedder.onnx_candle_cos_min",
     "embedder.vs_reference_short",
     "embedder.vs_reference_long",
+    "backlog.largest_vs_smallest",
 ];
 
 #[tokio::test]
@@ -189,6 +199,7 @@ async fn quick_bench_reports_every_figure() {
         ("dual", "hash-384"),
         ("lag", "hash-384"),
         ("memory", "hash-384"),
+        ("backlog3", "hash-384"),
         ("legacy", "all-MiniLM-L6-v2"),
         ("long", "all-MiniLM-L6-v2"),
         ("longmem", "hash-384"),

@@ -22,6 +22,7 @@
 //! is its own and its Prometheus histograms name the slow stage. It is a benchmark, not a
 //! test: goals are printed next to the figures, never enforced.
 
+mod backlog;
 mod data;
 mod drain;
 mod embedders;
@@ -77,10 +78,11 @@ pub enum Section {
     Index,
     Scale,
     Embedder,
+    Backlog,
 }
 
 impl Section {
-    pub const ALL: [Section; 10] = [
+    pub const ALL: [Section; 11] = [
         Section::Write,
         Section::Drain,
         Section::Local,
@@ -91,6 +93,7 @@ impl Section {
         Section::Index,
         Section::Scale,
         Section::Embedder,
+        Section::Backlog,
     ];
 
     pub fn parse(s: &str) -> Option<Section> {
@@ -109,6 +112,7 @@ impl Section {
             Section::Index => "index",
             Section::Scale => "scale",
             Section::Embedder => "embedder",
+            Section::Backlog => "backlog",
         }
     }
 }
@@ -157,6 +161,8 @@ pub struct Counts {
     pub index_max_seconds: f64,
     /// Backlog drained by 1, 2 and 4 workers.
     pub scale_backlog: usize,
+    /// Backlog sizes of the `backlog` section's curve, smallest first (three).
+    pub backlog_curve: Vec<usize>,
 }
 
 impl Counts {
@@ -184,6 +190,7 @@ impl Counts {
             index_docs: 20_000,
             index_max_seconds: 150.0,
             scale_backlog: 20_000,
+            backlog_curve: vec![10_000, 50_000, 100_000],
         }
     }
 
@@ -211,6 +218,7 @@ impl Counts {
             index_docs: 120,
             index_max_seconds: 60.0,
             scale_backlog: 200,
+            backlog_curve: vec![100, 200, 400],
         }
     }
 }
@@ -237,7 +245,8 @@ pub struct BenchOptions {
 /// Every `<part>` of `<name>_<part>` a run may create (databases and Chroma namespaces).
 pub const PARTS: &[&str] = &[
     "write", "drain", "chroma", "dual", "local", "lag", "capacity", "memory", "legacy", "migput",
-    "migrate", "reuse", "long", "longmem", "index", "scale1", "scale2", "scale4",
+    "migrate", "reuse", "long", "longmem", "index", "scale1", "scale2", "scale4", "backlog1",
+    "backlog2", "backlog3",
 ];
 
 /// Removes whatever a run named `name` may have left behind (e.g. after it was killed):
@@ -392,6 +401,7 @@ pub async fn run(opts: BenchOptions) -> Result<Report, BenchError> {
             Section::Index => index::run(&ctx, &mut report).await,
             Section::Scale => scale::run(&ctx, &mut report).await,
             Section::Embedder => engines::run(&ctx, &mut report).await,
+            Section::Backlog => backlog::run(&ctx, &mut report).await,
         };
         if let Err(e) = result {
             tracing::error!(section = section.name(), error = %e, "benchmark section failed");

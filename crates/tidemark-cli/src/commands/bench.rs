@@ -20,7 +20,7 @@ pub struct BenchArgs {
     /// Small counts: every figure once, in seconds (numbers are not meaningful).
     #[arg(long)]
     pub quick: bool,
-    /// Run only these sections (comma-separated): write, drain, local, lag, memory, long, migrate, index, scale, embedder.
+    /// Run only these sections (comma-separated): write, drain, local, lag, memory, long, migrate, index, scale, embedder, backlog.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Prefix of the databases and Chroma namespaces of this run (letters, digits, `_`);
