@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod budget;
+mod engine;
 mod serve;
+pub use engine::{local_model_id, LocalEngine};
 pub use serve::ServeConfig;
 
 /// Default MongoDB URI: the replica set started by `scripts/services up`.
@@ -110,39 +112,6 @@ pub enum EmbedderKind {
     Openai,
     /// Feature hashing: deterministic, not semantic; for load tests.
     Hash,
-}
-
-/// How the local provider runs all-MiniLM-L6-v2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LocalEngine {
-    /// ONNX Runtime on the folder's model.onnx (fp32): the same vectors as candle, faster.
-    Onnx,
-    /// ONNX Runtime on model_int8.onnx (dynamic int8 quantisation): faster still, vectors
-    /// close to fp32 but not equal, so it is a model of its own (`all-MiniLM-L6-v2-int8`).
-    OnnxInt8,
-    /// candle's BERT on model.safetensors, in pure Rust.
-    Candle,
-}
-
-impl LocalEngine {
-    /// The configuration's spelling of this engine.
-    pub fn name(self) -> &'static str {
-        match self {
-            LocalEngine::Onnx => "onnx",
-            LocalEngine::OnnxInt8 => "onnx-int8",
-            LocalEngine::Candle => "candle",
-        }
-    }
-}
-
-/// The local model's id for `engine`: int8 vectors are not fp32's, so they never share an
-/// index (or a Chroma collection) with them.
-pub fn local_model_id(engine: LocalEngine) -> &'static str {
-    match engine {
-        LocalEngine::OnnxInt8 => "all-MiniLM-L6-v2-int8",
-        LocalEngine::Onnx | LocalEngine::Candle => "all-MiniLM-L6-v2",
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

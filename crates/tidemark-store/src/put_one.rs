@@ -54,6 +54,10 @@ impl<'s> PutOne<'s> {
 impl TxnBody for PutOne<'_> {
     type Out = Vec<PutOutcome>;
 
+    async fn committed(&self, out: &Vec<PutOutcome>) -> bool {
+        self.batch.committed(out).await
+    }
+
     async fn run(&self, session: &mut ClientSession) -> Result<Vec<PutOutcome>, TxnError> {
         if self.careful.load(Ordering::Relaxed) {
             return self.batch.run(session).await;

@@ -46,6 +46,14 @@ pub(crate) trait TxnBody: Sync {
         &self,
         session: &mut ClientSession,
     ) -> impl Future<Output = Result<Self::Out, TxnError>> + Send;
+
+    /// Asked when a commit whose outcome was unknown then failed (e.g. the server restarted
+    /// and forgot the transaction): whether this attempt's writes are committed all the same,
+    /// so that retrying the whole transaction would write them twice. Bodies that cannot tell
+    /// answer false (and are retried, as before).
+    fn committed(&self, _out: &Self::Out) -> impl Future<Output = bool> + Send {
+        async { false }
+    }
 }
 
 /// Retry bounds.
@@ -125,8 +133,13 @@ pub(crate) async fn run<B: TxnBody>(
                 }
             }
         };
-        match commit(&mut session, policy).await {
+        let (result, unknown) = commit(&mut session, policy).await;
+        match result {
             Ok(()) => return Ok(out),
+            Err(e) if unknown && body.committed(&out).await => {
+                tracing::info!(operation, attempt, error = %e, "commit failed after an unknown outcome, but its writes are committed; not retrying");
+                return Ok(out);
+            }
             Err(e) if is_transient(&e) => {
                 tracing::debug!(operation, attempt, error = %e, "commit failed transiently; retrying transaction");
                 last = e.to_string();
@@ -142,18 +155,25 @@ pub(crate) async fn run<B: TxnBody>(
     })
 }
 
-/// Commits, retrying only the commit while its outcome is unknown.
-async fn commit(session: &mut ClientSession, policy: RetryPolicy) -> Result<(), MongoError> {
+/// Commits, retrying only the commit while its outcome is unknown; also says whether an
+/// outcome was unknown on the way (then a final error may hide a commit that happened).
+async fn commit(
+    session: &mut ClientSession,
+    policy: RetryPolicy,
+) -> (Result<(), MongoError>, bool) {
     let mut attempt = 0;
     loop {
         match session.commit_transaction().await {
-            Ok(()) => return Ok(()),
+            Ok(()) => return (Ok(()), attempt > 0),
             Err(e) if mongo_error::is_unknown_commit(&e) && attempt + 1 < policy.max_attempts => {
                 attempt += 1;
                 tracing::debug!(attempt, error = %e, "commit result unknown; retrying commit");
                 tokio::time::sleep(policy.delay(attempt)).await;
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                let unknown = attempt > 0 || mongo_error::is_unknown_commit(&e);
+                return (Err(e), unknown);
+            }
         }
     }
 }

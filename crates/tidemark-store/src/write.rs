@@ -91,6 +91,20 @@ impl Slot {
 impl TxnBody for PutBatch<'_> {
     type Out = Vec<PutOutcome>;
 
+    /// The attempt committed if its first outbox entry is there (entry ids are new in every
+    /// attempt, and a transaction commits all of its writes or none).
+    async fn committed(&self, out: &Vec<PutOutcome>) -> bool {
+        let Some(first) = out.first() else {
+            return false;
+        };
+        let found = self
+            .store
+            .outbox()
+            .find_one(doc! {"_id": first.outbox_id})
+            .await;
+        matches!(found, Ok(Some(_)))
+    }
+
     async fn run(&self, session: &mut ClientSession) -> Result<Vec<PutOutcome>, TxnError> {
         let documents = self.store.raw(COLL_DOCUMENTS);
         let outbox = self.store.outbox();
