@@ -47,10 +47,10 @@ pub(crate) trait TxnBody: Sync {
         session: &mut ClientSession,
     ) -> impl Future<Output = Result<Self::Out, TxnError>> + Send;
 
-    /// Asked when a commit whose outcome was unknown then failed (e.g. the server restarted
-    /// and forgot the transaction): whether this attempt's writes are committed all the same,
-    /// so that retrying the whole transaction would write them twice. Bodies that cannot tell
-    /// answer false (and are retried, as before).
+    /// Asked when a commit failed: whether this attempt's writes are committed all the same
+    /// (a commit that reached the server, whose answer was lost, and whose retry found the
+    /// transaction forgotten, e.g. after a restart), so that retrying the whole transaction
+    /// would write them twice. Bodies that cannot tell answer false (and are retried).
     fn committed(&self, _out: &Self::Out) -> impl Future<Output = bool> + Send {
         async { false }
     }
@@ -133,11 +133,12 @@ pub(crate) async fn run<B: TxnBody>(
                 }
             }
         };
-        let (result, unknown) = commit(&mut session, policy).await;
-        match result {
+        match commit(&mut session, policy).await {
             Ok(()) => return Ok(out),
-            Err(e) if unknown && body.committed(&out).await => {
-                tracing::info!(operation, attempt, error = %e, "commit failed after an unknown outcome, but its writes are committed; not retrying");
+            // The driver retries a commit once by itself, so even an error without the
+            // unknown-result label may follow a commit that happened: look before retrying.
+            Err(e) if body.committed(&out).await => {
+                tracing::info!(operation, attempt, error = %e, "commit reported failed, but its writes are committed; not retrying");
                 return Ok(out);
             }
             Err(e) if is_transient(&e) => {
@@ -155,25 +156,18 @@ pub(crate) async fn run<B: TxnBody>(
     })
 }
 
-/// Commits, retrying only the commit while its outcome is unknown; also says whether an
-/// outcome was unknown on the way (then a final error may hide a commit that happened).
-async fn commit(
-    session: &mut ClientSession,
-    policy: RetryPolicy,
-) -> (Result<(), MongoError>, bool) {
+/// Commits, retrying only the commit while its outcome is unknown.
+async fn commit(session: &mut ClientSession, policy: RetryPolicy) -> Result<(), MongoError> {
     let mut attempt = 0;
     loop {
         match session.commit_transaction().await {
-            Ok(()) => return (Ok(()), attempt > 0),
+            Ok(()) => return Ok(()),
             Err(e) if mongo_error::is_unknown_commit(&e) && attempt + 1 < policy.max_attempts => {
                 attempt += 1;
                 tracing::debug!(attempt, error = %e, "commit result unknown; retrying commit");
                 tokio::time::sleep(policy.delay(attempt)).await;
             }
-            Err(e) => {
-                let unknown = attempt > 0 || mongo_error::is_unknown_commit(&e);
-                return (Err(e), unknown);
-            }
+            Err(e) => return Err(e),
         }
     }
 }
