@@ -28,11 +28,10 @@ pub const MAX_BATCH: usize = 32;
 
 pub use crate::metrics::TRUNCATED_TEXTS;
 
-/// The local sentence embedder.
+/// The local sentence embedder (clones share the model).
+#[derive(Clone)]
 pub struct LocalEmbedder {
     inner: Arc<Inner>,
-    dimension: usize,
-    model_id: &'static str,
 }
 
 /// What runs the forward passes.
@@ -43,6 +42,9 @@ enum Model {
 
 struct Inner {
     model: Model,
+    /// The hidden size: every vector's length.
+    dimension: usize,
+    model_id: &'static str,
     /// Truncates at `max_len`; pads nothing (each forward pass pads to its own longest).
     tokenizer: Tokenizer,
     pad_id: u32,
@@ -135,10 +137,10 @@ impl LocalEmbedder {
             }
         };
         Ok(LocalEmbedder {
-            dimension: config.hidden_size,
-            model_id: local_model_id(engine),
             inner: Arc::new(Inner {
                 model,
+                dimension: config.hidden_size,
+                model_id: local_model_id(engine),
                 tokenizer,
                 pad_id,
                 counter,
@@ -236,65 +238,69 @@ impl Inner {
             mask.extend_from_slice(e.get_attention_mask());
             mask.extend(std::iter::repeat_n(0u32, pad));
         }
-        match &self.model {
-            Model::Candle(bert, device) => candle_forward(bert, device, ids, mask, n, len),
+        let hidden = match &self.model {
+            Model::Candle(bert, device) => candle_forward(bert, device, ids, &mask, n, len)?,
             Model::Onnx(onnx) => {
                 let ids = ids.into_iter().map(i64::from).collect();
-                let mask = mask.into_iter().map(i64::from).collect();
-                onnx.forward(ids, mask, n, len)
+                let wide = mask.iter().map(|&m| i64::from(m)).collect();
+                onnx.forward(ids, wide, n, len)?
             }
-        }
+        };
+        Ok(mean_pool(&hidden, &mask, len, self.dimension))
     }
 }
 
-/// candle's forward pass plus mean pooling and normalisation, as tensors.
+/// candle's forward pass: the last hidden state, (n, len, dim) row-major.
 fn candle_forward(
     bert: &BertModel,
     device: &Device,
     ids: Vec<u32>,
-    mask: Vec<u32>,
+    mask: &[u32],
     n: usize,
     len: usize,
-) -> Result<Vec<Vec<f32>>, EmbedError> {
+) -> Result<Vec<f32>, EmbedError> {
     let model_err = |e: candle_core::Error| EmbedError::Permanent(format!("model: {e}"));
     let ids = Tensor::from_vec(ids, (n, len), device).map_err(model_err)?;
-    let mask = Tensor::from_vec(mask, (n, len), device).map_err(model_err)?;
+    let mask = Tensor::from_slice(mask, (n, len), device).map_err(model_err)?;
     let type_ids = ids.zeros_like().map_err(model_err)?;
-    let hidden = bert
-        .forward(&ids, &type_ids, Some(&mask))
-        .map_err(model_err)?; // (n, len, dim)
-    let mask_f = mask
-        .to_dtype(DType::F32)
-        .and_then(|m| m.unsqueeze(2))
-        .map_err(model_err)?; // (n, len, 1)
-    let summed = hidden
-        .broadcast_mul(&mask_f)
-        .and_then(|t| t.sum(1))
-        .map_err(model_err)?; // (n, dim)
-    let counts = mask_f
-        .sum(1)
-        .and_then(|c| c.clamp(1e-9, f64::MAX))
-        .map_err(model_err)?; // (n, 1)
-    let mean = summed.broadcast_div(&counts).map_err(model_err)?;
-    let norm = mean
-        .sqr()
-        .and_then(|t| t.sum_keepdim(1))
-        .and_then(|t| t.sqrt())
-        .and_then(|t| t.clamp(1e-12, f64::MAX))
-        .map_err(model_err)?;
-    mean.broadcast_div(&norm)
-        .and_then(|t| t.to_vec2::<f32>())
+    bert.forward(&ids, &type_ids, Some(&mask))
+        .and_then(|h| h.flatten_all())
+        .and_then(|h| h.to_vec1::<f32>())
         .map_err(model_err)
+}
+
+/// Mean of each text's hidden states over its unmasked positions, L2-normalised (as
+/// sentence-transformers' Pooling + Normalize). `hidden` is (texts, len, dim) row-major.
+fn mean_pool(hidden: &[f32], mask: &[u32], len: usize, dim: usize) -> Vec<Vec<f32>> {
+    hidden
+        .chunks(len * dim)
+        .zip(mask.chunks(len))
+        .map(|(rows, m)| {
+            let mut v = vec![0f32; dim];
+            let mut count = 0f32;
+            for (row, &keep) in rows.chunks(dim).zip(m) {
+                if keep != 0 {
+                    count += 1.0;
+                    v.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+                }
+            }
+            let count = count.max(1e-9);
+            v.iter_mut().for_each(|a| *a /= count);
+            let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
+            v.iter_mut().for_each(|a| *a /= norm);
+            v
+        })
+        .collect()
 }
 
 #[async_trait::async_trait]
 impl Embedder for LocalEmbedder {
     fn model_id(&self) -> &str {
-        self.model_id
+        self.inner.model_id
     }
 
     fn dimension(&self) -> usize {
-        self.dimension
+        self.inner.dimension
     }
 
     /// The model's own WordPiece count, without `[CLS]`/`[SEP]`.
@@ -312,14 +318,40 @@ impl Embedder for LocalEmbedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let this = LocalEmbedder {
-            inner: self.inner.clone(),
-            dimension: self.dimension,
-            model_id: self.model_id,
-        };
+        let this = self.clone();
         let texts = texts.to_vec();
         tokio::task::spawn_blocking(move || this.embed_blocking(&texts))
             .await
             .map_err(|e| EmbedError::Transient(format!("embedding task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mean_pool;
+
+    #[test]
+    fn pooling_ignores_masked_positions_and_normalises() {
+        // Two texts of 3 positions, dim 2; the second has one padded position holding junk.
+        let hidden = [
+            1.0, 0.0, 3.0, 0.0, 2.0, 0.0, //
+            0.0, 2.0, 0.0, 4.0, 100.0, 100.0,
+        ];
+        let mask = [1, 1, 1, 1, 1, 0];
+        let v = mean_pool(&hidden, &mask, 3, 2);
+        assert_eq!(v, vec![vec![1.0, 0.0], vec![0.0, 1.0]]);
+    }
+
+    #[test]
+    fn pooling_of_unequal_components_keeps_their_ratio() {
+        let hidden = [3.0, 4.0, 3.0, 4.0];
+        let v = mean_pool(&hidden, &[1, 1], 2, 2);
+        assert!((v[0][0] - 0.6).abs() < 1e-6 && (v[0][1] - 0.8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_text_with_nothing_unmasked_is_a_zero_vector_not_a_nan() {
+        let v = mean_pool(&[5.0, 5.0], &[0], 1, 2);
+        assert_eq!(v, vec![vec![0.0, 0.0]]);
     }
 }

@@ -1,8 +1,8 @@
 //! The ONNX Runtime engine of the local model: a session on the model folder's `model.onnx`
 //! (or `model_int8.onnx`), run through the `ort` crate on the ONNX Runtime library that ships in
 //! the `onnxruntime` wheel (loaded at start-up from `embedder.onnx_runtime`; nothing is
-//! downloaded). The graph gives BERT's last hidden state; mean pooling over the attention mask
-//! and L2 normalisation are done here, as the candle engine does them.
+//! downloaded). The graph gives BERT's last hidden state; pooling is the caller's
+//! (`local`, the same for both engines).
 
 use crate::EmbedError;
 use ort::session::builder::GraphOptimizationLevel;
@@ -89,19 +89,19 @@ impl OnnxModel {
     }
 
     /// One forward pass over `n` texts of `len` tokens each (`ids` and `mask` row-major, padded
-    /// with mask 0): the mean-pooled, L2-normalised vector of each text.
+    /// with mask 0): the last hidden state, (n, len, dimension) row-major.
     pub fn forward(
         &self,
         ids: Vec<i64>,
         mask: Vec<i64>,
         n: usize,
         len: usize,
-    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+    ) -> Result<Vec<f32>, EmbedError> {
         let model_err = |e: ort::Error| EmbedError::Permanent(format!("model: {e}"));
         let shape = [n, len];
         let type_ids = Tensor::from_array((shape, vec![0i64; n * len])).map_err(model_err)?;
         let ids_t = Tensor::from_array((shape, ids)).map_err(model_err)?;
-        let mask_t = Tensor::from_array((shape, mask.clone())).map_err(model_err)?;
+        let mask_t = Tensor::from_array((shape, mask)).map_err(model_err)?;
         let mut session = self
             .session
             .lock()
@@ -121,60 +121,6 @@ impl OnnxModel {
                 &out_shape[..]
             )));
         }
-        Ok(mean_pool(hidden, &mask, len, self.dimension))
-    }
-}
-
-/// Mean of each text's hidden states over its unmasked positions, L2-normalised (as
-/// sentence-transformers' Pooling + Normalize). `hidden` is (texts, len, dim) row-major.
-pub fn mean_pool(hidden: &[f32], mask: &[i64], len: usize, dim: usize) -> Vec<Vec<f32>> {
-    hidden
-        .chunks(len * dim)
-        .zip(mask.chunks(len))
-        .map(|(rows, m)| {
-            let mut v = vec![0f32; dim];
-            let mut count = 0f32;
-            for (row, &keep) in rows.chunks(dim).zip(m) {
-                if keep != 0 {
-                    count += 1.0;
-                    v.iter_mut().zip(row).for_each(|(a, b)| *a += b);
-                }
-            }
-            let count = count.max(1e-9);
-            v.iter_mut().for_each(|a| *a /= count);
-            let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
-            v.iter_mut().for_each(|a| *a /= norm);
-            v
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mean_pool;
-
-    #[test]
-    fn pooling_ignores_masked_positions_and_normalises() {
-        // Two texts of 3 positions, dim 2; the second has one padded position holding junk.
-        let hidden = [
-            1.0, 0.0, 3.0, 0.0, 2.0, 0.0, //
-            0.0, 2.0, 0.0, 4.0, 100.0, 100.0,
-        ];
-        let mask = [1, 1, 1, 1, 1, 0];
-        let v = mean_pool(&hidden, &mask, 3, 2);
-        assert_eq!(v, vec![vec![1.0, 0.0], vec![0.0, 1.0]]);
-    }
-
-    #[test]
-    fn pooling_of_unequal_components_keeps_their_ratio() {
-        let hidden = [3.0, 4.0, 3.0, 4.0];
-        let v = mean_pool(&hidden, &[1, 1], 2, 2);
-        assert!((v[0][0] - 0.6).abs() < 1e-6 && (v[0][1] - 0.8).abs() < 1e-6);
-    }
-
-    #[test]
-    fn a_text_with_nothing_unmasked_is_a_zero_vector_not_a_nan() {
-        let v = mean_pool(&[5.0, 5.0], &[0], 1, 2);
-        assert_eq!(v, vec![vec![0.0, 0.0]]);
+        Ok(hidden.to_vec())
     }
 }
