@@ -60,6 +60,9 @@ struct Rates {
 /// Runs the section.
 pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     let texts = Texts::new(ctx.counts.embedder_short, ctx.counts.embedder_long);
+    // The same texts for the Python reference, as its input file will hold them.
+    let reference_input =
+        serde_json::json!({"short": &texts.short, "long": &texts.long}).to_string();
     let batch = ctx.counts.batch_size.max(1);
     let ecfg = ctx.cfg.embedder.clone();
     let engines = [
@@ -113,7 +116,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
         onnx.short_sorted / onnx.short_given,
         "ratio",
     );
-    reference(ctx, report, onnx, batch).await;
+    reference(ctx, report, onnx, &reference_input, batch).await;
     Ok(())
 }
 
@@ -203,8 +206,8 @@ fn agreement(models: &[LocalEmbedder], texts: &Texts) -> Result<(f64, f64), Benc
 
 /// The Python ONNX Runtime reference on the same texts; figures and the goal ratios, or a
 /// note saying why it was skipped.
-async fn reference(ctx: &Ctx, report: &mut Report, onnx: Rates, batch: usize) {
-    match python_reference(ctx, batch).await {
+async fn reference(ctx: &Ctx, report: &mut Report, onnx: Rates, input: &str, batch: usize) {
+    match python_reference(ctx, input, batch).await {
         Ok((short, long)) => {
             report.add(
                 "embedder.reference_short_docs_per_s",
@@ -237,12 +240,10 @@ async fn reference(ctx: &Ctx, report: &mut Report, onnx: Rates, batch: usize) {
     }
 }
 
-/// Runs [`REFERENCE_PY`] with `$TIDEMARK_PYTHON` (default `.venv/bin/python`): (short, long)
-/// docs/s.
-async fn python_reference(ctx: &Ctx, batch: usize) -> Result<(f64, f64), String> {
+/// Runs [`REFERENCE_PY`] with `$TIDEMARK_PYTHON` (default `.venv/bin/python`) on `input`
+/// (the section's texts as JSON): (short, long) docs/s.
+async fn python_reference(ctx: &Ctx, input: &str, batch: usize) -> Result<(f64, f64), String> {
     let python = std::env::var("TIDEMARK_PYTHON").unwrap_or_else(|_| ".venv/bin/python".into());
-    let texts = Texts::new(ctx.counts.embedder_short, ctx.counts.embedder_long);
-    let input = serde_json::json!({"short": texts.short, "long": texts.long}).to_string();
     let file = std::env::temp_dir().join(format!("{}_embedder_texts.json", ctx.name));
     std::fs::write(&file, input).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     let out = tokio::process::Command::new(&python)
