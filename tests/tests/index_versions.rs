@@ -79,11 +79,7 @@ async fn build_verify_activate_roll_back_and_drop_without_downtime() {
     a.embedder.provider = EmbedderKind::Hash;
     a.embedder.dimension = 64;
     a.worker.lease = Duration::from_secs(3);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = tidemark_e2e::servers::free_port();
     a.serve.addr = format!("127.0.0.1:{port}");
     let mut b = a.clone();
     b.embedder.dimension = 32;

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tidemark_core::config::EmbedderKind;
 use tidemark_core::Config;
+use tidemark_e2e::servers::free_port;
 use tidemark_e2e::{chroma_url, mongodb_uri, tidemark_bin, unique_name};
 
 const SECRET: &str = "serve-secret-7d41a0";
@@ -46,14 +47,6 @@ fn strip_ansi(s: &str) -> String {
         }
     }
     out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]
