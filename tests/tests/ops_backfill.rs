@@ -164,11 +164,23 @@ async fn killed_backfill_process_resumes_and_enqueues_each_document_once() {
     }
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
-    let cp = sync
-        .find_one(doc! {"_id": "backfill:all"})
-        .await
-        .unwrap()
-        .unwrap();
+    // A commit the process sent just before it died may still be applied by the server: read
+    // the checkpoint once it has stopped moving.
+    let read_cp = || async {
+        sync.find_one(doc! {"_id": "backfill:all"})
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let mut cp = read_cp().await;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let again = read_cp().await;
+        if again.get_i64("enqueued") == cp.get_i64("enqueued") {
+            break;
+        }
+        cp = again;
+    }
     assert!(
         !cp.contains_key("completedAt"),
         "killed before the end: {cp}"
