@@ -82,6 +82,9 @@ const FIGURES: &[&str] = &[
     "backlog.size2_docs_per_s",
     "backlog.size3_docs_per_s",
     "backlog.size3_write_ms_per_doc",
+    "backlog.size1_first_docs_per_s",
+    "backlog.size3_first_docs_per_s",
+    "backlog.largest_vs_smallest_window",
     "backlog.largest_vs_smallest",
 ];
 

@@ -34,6 +34,28 @@ impl OutboxCounts {
     }
 }
 
+/// One page of the claim query (see [`Outbox::due_page`]).
+#[derive(Debug, Default)]
+pub struct DuePage {
+    /// Due entries not leased by a live worker: `{_id, documentId, nextAttemptAt}`.
+    pub rows: Vec<Document>,
+    /// `nextAttemptAt` (milliseconds) of every entry found, earliest first.
+    pub times: Vec<i64>,
+    /// The last entry's `nextAttemptAt`, where the next page starts.
+    pub last: Option<DateTime>,
+}
+
+/// Whether `entry` holds a lease that is still live at `now`.
+pub fn is_leased(entry: &Document, now: DateTime) -> bool {
+    match entry
+        .get_document("lease")
+        .and_then(|l| l.get_datetime("until"))
+    {
+        Ok(until) => *until >= now,
+        Err(_) => false,
+    }
+}
+
 /// `now + d` as a BSON date.
 pub fn later(now: DateTime, d: Duration) -> DateTime {
     DateTime::from_millis(now.timestamp_millis() + d.as_millis() as i64)
@@ -57,13 +79,17 @@ impl Outbox {
         &self.coll
     }
 
-    /// Pending entries that are due at `now` and not leased by a live worker.
-    pub fn due_filter(now: DateTime) -> Document {
-        doc! {
-            "status": PENDING,
-            "nextAttemptAt": {"$lte": now},
-            "$or": [{"lease": null}, {"lease.until": {"$lt": now}}],
+    /// Pending entries with `after < nextAttemptAt <= upper`: fields of the
+    /// `status_nextAttemptAt` index only. Whether a lease is live is decided by [`is_leased`]
+    /// on what this finds, not in the filter: a server may give up the index for a predicate
+    /// it does not cover (SecantusDB scans the collection for `lease.until`, 35x slower at
+    /// 100,000 pending entries).
+    pub fn due_filter(upper: DateTime, after: Option<DateTime>) -> Document {
+        let mut range = doc! {"$lte": upper};
+        if let Some(a) = after {
+            range.insert("$gt", a);
         }
+        doc! {"status": PENDING, "nextAttemptAt": range}
     }
 
     /// Filter of entries with `status`.
@@ -71,26 +97,50 @@ impl Outbox {
         doc! {"status": status}
     }
 
-    /// Whether any entry is due now.
+    /// Whether any entry is due now (an answer of only live leases counts as yes when it is
+    /// full: entries may be due behind them).
     pub async fn anything_due(&self) -> mongodb::error::Result<bool> {
-        let first = self
-            .coll
-            .find_one(Self::due_filter(DateTime::now()))
-            .projection(doc! {"_id": 1})
-            .await?;
-        Ok(first.is_some())
+        const PAGE: usize = 16;
+        let now = DateTime::now();
+        let page = self.due_page(now, now, None, PAGE).await?;
+        Ok(!page.rows.is_empty() || page.times.len() == PAGE)
     }
 
-    /// Up to `limit` due entries, earliest first: `{_id, documentId}` only.
-    pub async fn due(&self, now: DateTime, limit: usize) -> mongodb::error::Result<Vec<Document>> {
-        self.coll
-            .find(Self::due_filter(now))
+    /// One page of the claim query, earliest first: up to `limit` pending entries with `after <
+    /// nextAttemptAt <= min(upper, now)`; `rows` are those not leased by a live worker at
+    /// `now` (`{_id, documentId, nextAttemptAt}`), `times` the `nextAttemptAt` of every entry
+    /// the page found, leased or not.
+    pub async fn due_page(
+        &self,
+        now: DateTime,
+        upper: DateTime,
+        after: Option<DateTime>,
+        limit: usize,
+    ) -> mongodb::error::Result<DuePage> {
+        let found: Vec<Document> = self
+            .coll
+            .find(Self::due_filter(upper.min(now), after))
             .sort(doc! {"nextAttemptAt": 1})
             .limit(limit as i64)
-            .projection(doc! {"documentId": 1})
+            .batch_size(limit.min(u32::MAX as usize) as u32)
+            .projection(doc! {"documentId": 1, "nextAttemptAt": 1, "lease": 1})
             .await?
             .try_collect()
-            .await
+            .await?;
+        let mut page = DuePage::default();
+        for mut d in found {
+            let at = match d.get("nextAttemptAt") {
+                Some(Bson::DateTime(t)) => *t,
+                _ => upper,
+            };
+            page.times.push(at.timestamp_millis());
+            page.last = Some(at);
+            if !is_leased(&d, now) {
+                d.remove("lease");
+                page.rows.push(d);
+            }
+        }
+        Ok(page)
     }
 
     /// Leases every due pending entry of `docs` to `owner` until `until`; returns the leased
@@ -264,6 +314,15 @@ impl Outbox {
 
     /// Pending and dead counts and the oldest pending entry's `createdAt`.
     pub async fn counts(&self) -> mongodb::error::Result<OutboxCounts> {
+        self.counts_near(None).await
+    }
+
+    /// Like [`counts`](Self::counts), looking for the oldest pending entry from `hint` (the
+    /// previous answer) forward, so the lag costs what lies before it and not the backlog.
+    pub async fn counts_near(
+        &self,
+        hint: Option<DateTime>,
+    ) -> mongodb::error::Result<OutboxCounts> {
         let pending = self
             .coll
             .count_documents(Self::with_status(PENDING))
@@ -272,20 +331,48 @@ impl Outbox {
             .coll
             .count_documents(Self::with_status(OutboxStatus::Dead))
             .await?;
-        let oldest = self
-            .coll
-            .find_one(Self::with_status(PENDING))
-            .sort(doc! {"createdAt": 1})
-            .projection(doc! {"createdAt": 1})
-            .await?;
         Ok(OutboxCounts {
             pending,
             dead,
-            oldest_pending: oldest.and_then(|d| match d.get("createdAt") {
-                Some(Bson::DateTime(t)) => Some(*t),
-                _ => None,
-            }),
+            oldest_pending: self.oldest_pending(hint).await?,
         })
+    }
+
+    /// `createdAt` of the oldest pending entry. From `hint`, it asks for the oldest entry
+    /// created up to a bound that doubles its distance from `hint` until one is found (the
+    /// oldest below any bound is the oldest of all), then for all; each answer costs the
+    /// entries below its bound on a server that walks the range before the limit.
+    async fn oldest_pending(
+        &self,
+        hint: Option<DateTime>,
+    ) -> mongodb::error::Result<Option<DateTime>> {
+        let oldest_below = |bound: Option<DateTime>| {
+            let mut filter = Self::with_status(PENDING);
+            if let Some(b) = bound {
+                filter.insert("createdAt", doc! {"$lte": b});
+            }
+            self.coll
+                .find_one(filter)
+                .sort(doc! {"createdAt": 1})
+                .projection(doc! {"createdAt": 1})
+        };
+        let created = |d: Option<Document>| match d.as_ref().and_then(|d| d.get("createdAt")) {
+            Some(Bson::DateTime(t)) => Some(*t),
+            _ => None,
+        };
+        if let Some(h) = hint {
+            let now = DateTime::now().timestamp_millis();
+            let mut step = 1_000i64;
+            let mut bound = h.timestamp_millis();
+            while bound < now {
+                if let Some(t) = created(oldest_below(Some(DateTime::from_millis(bound))).await?) {
+                    return Ok(Some(t));
+                }
+                bound = bound.saturating_add(step);
+                step = step.saturating_mul(2);
+            }
+        }
+        Ok(created(oldest_below(None).await?))
     }
 
     /// How many entries of `docs` are pending.
@@ -322,8 +409,30 @@ mod tests {
     }
 
     #[test]
-    fn due_filter_uses_the_contract_status() {
-        let f = Outbox::due_filter(DateTime::from_millis(1));
+    fn due_filter_uses_the_contract_status_and_only_indexed_fields() {
+        let f = Outbox::due_filter(DateTime::from_millis(5), None);
         assert_eq!(f.get_str("status").unwrap(), "pending");
+        assert_eq!(
+            f.get_document("nextAttemptAt").unwrap(),
+            &doc! {"$lte": DateTime::from_millis(5)}
+        );
+        assert_eq!(f.keys().count(), 2, "status and nextAttemptAt: {f}");
+        let paged = Outbox::due_filter(DateTime::from_millis(5), Some(DateTime::from_millis(2)));
+        assert_eq!(
+            paged.get_document("nextAttemptAt").unwrap(),
+            &doc! {"$lte": DateTime::from_millis(5), "$gt": DateTime::from_millis(2)}
+        );
+    }
+
+    #[test]
+    fn a_lease_is_live_until_its_end() {
+        let now = DateTime::from_millis(1_000);
+        let with =
+            |until: i64| doc! {"lease": {"owner": "w", "until": DateTime::from_millis(until)}};
+        assert!(is_leased(&with(1_000), now));
+        assert!(is_leased(&with(5_000), now));
+        assert!(!is_leased(&with(999), now), "an expired lease is free");
+        assert!(!is_leased(&doc! {"_id": 1}, now), "no lease");
+        assert!(!is_leased(&doc! {"lease": null}, now), "a null lease");
     }
 }

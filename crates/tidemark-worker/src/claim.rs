@@ -4,14 +4,20 @@
 //! lock per document ([`DocLocks`]), then leases every due pending entry of the documents it
 //! locked. Documents locked by another worker are skipped ("blocked"), so no two workers process
 //! entries of the same document at the same time, even when a new entry of that document
-//! arrives mid-batch. An entry that cannot even be parsed ends dead at once.
+//! arrives mid-batch. An entry that cannot even be parsed ends dead at once. The due entries
+//! are asked for within the worker's [`ClaimWindow`], so a claim costs what the batch needs.
 
 use crate::locks::DocLocks;
 use crate::metrics::Metrics;
+use crate::window::{After, ClaimWindow, MAX_WIDENINGS};
 use bson::{oid::ObjectId, DateTime, Document};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tidemark_core::OutboxEntry;
 use tidemark_store::outbox::{later, Outbox};
+
+/// How many pages one claim reads past entries other batches hold.
+const MAX_PAGES: usize = 4;
 
 /// A claimed batch: its entries, the documents locked for it, and what was left to others.
 pub(crate) struct Claimed {
@@ -28,6 +34,7 @@ pub(crate) struct Claimer<'a> {
     pub outbox: &'a Outbox,
     pub locks: &'a DocLocks,
     pub owner: &'a str,
+    pub window: &'a Mutex<ClaimWindow>,
     pub lease: Duration,
     pub metrics: &'a Metrics,
 }
@@ -38,7 +45,7 @@ impl Claimer<'_> {
         let at = Instant::now();
         let now = DateTime::now();
         let until = later(now, self.lease);
-        let cands = self.outbox.due(now, limit * 2).await?;
+        let cands = self.candidates(now, limit * 2).await?;
         let mut wanted: Vec<ObjectId> = Vec::new();
         for c in &cands {
             if let Ok(id) = c.get_object_id("documentId") {
@@ -74,6 +81,43 @@ impl Claimer<'_> {
             blocked,
             at,
         })
+    }
+
+    /// Up to `want` due entries not leased by a live worker, earliest first, asked for within
+    /// the claim window (widened while it holds too few, at most [`MAX_WIDENINGS`] times);
+    /// entries others hold at the head of the window are paged past, at most [`MAX_PAGES`]
+    /// pages.
+    async fn candidates(
+        &self,
+        now: DateTime,
+        want: usize,
+    ) -> mongodb::error::Result<Vec<Document>> {
+        let now_ms = now.timestamp_millis();
+        let mut widenings = 0;
+        let (mut page, upper) = loop {
+            let upper = self.window.lock().expect("claim window").upper(now_ms);
+            let upper = DateTime::from_millis(upper);
+            let page = self.outbox.due_page(now, upper, None, want).await?;
+            let after = self.window.lock().expect("claim window").observe(
+                now_ms,
+                upper.timestamp_millis(),
+                &page.times,
+                want,
+            );
+            if after == After::Take || widenings == MAX_WIDENINGS {
+                break (page, upper);
+            }
+            widenings += 1;
+            self.metrics.claim_widenings_total.inc();
+        };
+        let mut rows = std::mem::take(&mut page.rows);
+        let mut pages = 1;
+        while rows.len() < want && page.times.len() == want && pages < MAX_PAGES {
+            page = self.outbox.due_page(now, upper, page.last, want).await?;
+            rows.append(&mut page.rows);
+            pages += 1;
+        }
+        Ok(rows)
     }
 
     /// Parses leased entries; one that violates the contract ends dead.

@@ -50,6 +50,7 @@ mod run;
 mod server;
 mod stream;
 mod usage;
+mod window;
 mod worker;
 
 pub use backoff::{retry_delay, retry_delay_now};

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub retries_total: IntCounterVec,
     /// Due entries a claim skipped because another worker held their document.
     pub claim_blocked_total: IntCounter,
+    /// Claim queries asked again with a wider window (see `window`).
+    pub claim_widenings_total: IntCounter,
     /// Documents indexed after reading their stored vectors (`read`), or without, because
     /// their entry said the document was new (`skipped`).
     pub stored_reads_total: IntCounterVec,
@@ -94,6 +96,10 @@ impl Metrics {
                 "tidemark_claim_blocked_total",
                 "Due entries skipped by a claim because another worker held their document",
             )?,
+            claim_widenings_total: IntCounter::new(
+                "tidemark_claim_widenings_total",
+                "Claim queries asked again because the claim window held too few due entries",
+            )?,
             stored_reads_total: IntCounterVec::new(
                 Opts::new(
                     "tidemark_stored_reads_total",
@@ -127,6 +133,7 @@ impl Metrics {
         registry.register(Box::new(m.batch_size.clone()))?;
         registry.register(Box::new(m.retries_total.clone()))?;
         registry.register(Box::new(m.claim_blocked_total.clone()))?;
+        registry.register(Box::new(m.claim_widenings_total.clone()))?;
         registry.register(Box::new(m.stored_reads_total.clone()))?;
         registry.register(Box::new(m.change_stream_restarts_total.clone()))?;
         registry.register(Box::new(m.resume_token_age_seconds.clone()))?;

@@ -47,6 +47,11 @@ pub(crate) struct Parts {
     pub primary: std::sync::OnceLock<String>,
     /// Embedding usage already added to the `usage` collection (see `usage`).
     pub usage: crate::usage::Flushed,
+    /// The claim query's range (see `window`).
+    pub window: std::sync::Mutex<crate::window::ClaimWindow>,
+    /// The oldest pending entry's `createdAt` at the last gauge refresh (where the next one
+    /// starts looking).
+    pub oldest_pending: std::sync::Mutex<Option<bson::DateTime>>,
 }
 
 /// The worker. Cheap to clone; clones share state.
@@ -142,6 +147,8 @@ impl Worker {
                 lanes: std::sync::RwLock::new(Arc::new(Vec::new())),
                 primary: std::sync::OnceLock::new(),
                 usage: Default::default(),
+                window: Default::default(),
+                oldest_pending: Default::default(),
             }),
         })
     }
@@ -210,6 +217,7 @@ impl Worker {
             outbox: &p.outbox,
             locks: &p.locks,
             owner: &p.owner,
+            window: &p.window,
             lease: p.cfg.worker.lease,
             metrics: &p.metrics,
         }
@@ -300,7 +308,9 @@ impl Worker {
     /// Updates the outbox gauges (pending, dead, lag) and the resume token age.
     pub async fn refresh_gauges(&self) -> Result<(), WorkerError> {
         let p = &self.parts;
-        let c = p.outbox.counts().await?;
+        let hint = *p.oldest_pending.lock().expect("oldest pending");
+        let c = p.outbox.counts_near(hint).await?;
+        *p.oldest_pending.lock().expect("oldest pending") = c.oldest_pending;
         let m = &p.metrics;
         m.outbox_pending.set(c.pending as i64);
         m.outbox_dead.set(c.dead as i64);

@@ -1,0 +1,132 @@
+//! The claim window (worker `window.rs`) against the real services: a backlog spread over time
+//! drains earliest first through a bounded window, an entry far behind the window (an expired
+//! lease, a writer with a slow clock) is claimed at once, and an entry not yet due waits.
+
+mod worker_support;
+
+use bson::{doc, DateTime};
+use std::time::Duration;
+use tidemark_core::{OutboxStatus, COLL_OUTBOX};
+use tidemark_store::NewDocument;
+use worker_support::{test_config, Env};
+
+/// Writes `groups` groups of `per` documents, `gap` apart, so their entries spread over time.
+async fn spread_backlog(env: &Env, groups: usize, per: usize, gap: Duration) {
+    for g in 0..groups {
+        let docs = (0..per)
+            .map(|i| NewDocument::new(format!("w{g}-{i}"), "t", format!("text {g} {i}")))
+            .collect();
+        env.store.put_many(docs).await.unwrap();
+        tokio::time::sleep(gap).await;
+    }
+}
+
+#[tokio::test]
+async fn a_backlog_drains_earliest_first_and_nothing_behind_the_window_is_skipped() {
+    let mut cfg = test_config("wk_window");
+    cfg.worker.batch_size = 4;
+    let env = Env::with_config(cfg).await;
+    let w = env.worker();
+    w.init().await.unwrap();
+    spread_backlog(&env, 12, 6, Duration::from_millis(15)).await;
+    let outbox = env
+        .store
+        .database()
+        .collection::<bson::Document>(COLL_OUTBOX);
+
+    // A few batches: the window is bounded now (a full answer was seen).
+    for _ in 0..3 {
+        w.process_once().await.unwrap();
+    }
+    assert_drained_in_order(&env.entries().await);
+
+    // An entry far behind the window (its lease expired long ago) and one not yet due (in ten minutes).
+    let pending: Vec<_> = env
+        .entries()
+        .await
+        .into_iter()
+        .filter(|e| e.status == OutboxStatus::Pending)
+        .collect();
+    let (behind, future) = (pending[pending.len() - 1].id, pending[pending.len() - 2].id);
+    let long_ago = DateTime::from_millis(DateTime::now().timestamp_millis() - 86_400_000);
+    outbox
+        .update_one(
+            doc! {"_id": behind},
+            doc! {"$set": {"nextAttemptAt": long_ago, "lease": {"owner": "crashed", "until": long_ago}}},
+        )
+        .await
+        .unwrap();
+    let later = DateTime::from_millis(DateTime::now().timestamp_millis() + 600_000);
+    outbox
+        .update_one(
+            doc! {"_id": future},
+            doc! {"$set": {"nextAttemptAt": later}},
+        )
+        .await
+        .unwrap();
+
+    w.process_once().await.unwrap();
+    let e = env.entries().await;
+    let status = |id| e.iter().find(|x| x.id == id).unwrap().status;
+    assert_eq!(
+        status(behind),
+        OutboxStatus::Done,
+        "the entry behind the window is the earliest due and is claimed first"
+    );
+
+    let r = w.drain().await.unwrap();
+    assert_eq!(r.dead, 0, "{r:?}");
+    let e = env.entries().await;
+    let left: Vec<_> = e
+        .iter()
+        .filter(|x| x.status == OutboxStatus::Pending)
+        .collect();
+    assert_eq!(
+        left.iter().map(|x| x.id).collect::<Vec<_>>(),
+        vec![future],
+        "only the entry not yet due is left"
+    );
+    assert!(
+        w.metrics().claim_widenings_total.get() >= 1,
+        "draining a bounded window to its end widens it"
+    );
+    // Its time comes.
+    outbox
+        .update_one(
+            doc! {"_id": future},
+            doc! {"$set": {"nextAttemptAt": DateTime::now()}},
+        )
+        .await
+        .unwrap();
+    w.drain().await.unwrap();
+    assert_eq!(
+        env.entries()
+            .await
+            .iter()
+            .filter(|x| x.status != OutboxStatus::Done)
+            .count(),
+        0,
+        "the retry is claimed once it is due"
+    );
+    env.assert_consistent().await;
+    env.cleanup().await;
+}
+
+/// Every done entry was due no later than every pending one: the drain went earliest first.
+fn assert_drained_in_order(entries: &[tidemark_core::OutboxEntry]) {
+    let done = entries.iter().filter(|e| e.status == OutboxStatus::Done);
+    let last_done = done
+        .map(|e| e.next_attempt_at)
+        .max()
+        .expect("something done");
+    let first_pending = entries
+        .iter()
+        .filter(|e| e.status == OutboxStatus::Pending)
+        .map(|e| e.next_attempt_at)
+        .min()
+        .expect("something pending");
+    assert!(
+        last_done <= first_pending,
+        "done up to {last_done}, yet pending from {first_pending}"
+    );
+}
