@@ -1,6 +1,7 @@
 //! The claim window (worker `window.rs`) against the real services: a backlog spread over time
 //! drains earliest first through a bounded window, an entry far behind the window (an expired
-//! lease, a writer with a slow clock) is claimed at once, and an entry not yet due waits.
+//! lease, a writer with a slow clock) is claimed at once, an entry not yet due waits, and
+//! entries another worker holds at the head of the window are paged past, claim after claim.
 
 mod worker_support;
 
@@ -107,6 +108,66 @@ async fn a_backlog_drains_earliest_first_and_nothing_behind_the_window_is_skippe
             .count(),
         0,
         "the retry is claimed once it is due"
+    );
+    env.assert_consistent().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn entries_another_worker_holds_at_the_head_are_paged_past_claim_after_claim() {
+    let mut cfg = test_config("wk_window_held");
+    cfg.worker.batch_size = 4;
+    let env = Env::with_config(cfg).await;
+    let w = env.worker();
+    w.init().await.unwrap();
+    spread_backlog(&env, 10, 6, Duration::from_millis(15)).await;
+    let outbox = env
+        .store
+        .database()
+        .collection::<bson::Document>(COLL_OUTBOX);
+    // The earliest 24 entries (three claim pages of 8) are held by a live worker elsewhere.
+    let mut entries = env.entries().await;
+    entries.sort_by_key(|e| e.next_attempt_at);
+    let held: Vec<_> = entries.iter().take(24).map(|e| e.id).collect();
+    let until = DateTime::from_millis(DateTime::now().timestamp_millis() + 600_000);
+    outbox
+        .update_many(
+            doc! {"_id": {"$in": &held}},
+            doc! {"$set": {"lease": {"owner": "elsewhere", "until": until}}},
+        )
+        .await
+        .unwrap();
+    for n in 1..=4 {
+        let r = w.process_once().await.unwrap();
+        assert_eq!(
+            r.claimed, 4,
+            "claim {n} takes a whole batch from behind the held entries: {r:?}"
+        );
+    }
+    let e = env.entries().await;
+    assert!(
+        e.iter()
+            .filter(|x| held.contains(&x.id))
+            .all(|x| x.status == OutboxStatus::Pending),
+        "held entries are left to their holder"
+    );
+    // Their holder dies: the leases expire and the rest drains.
+    outbox
+        .update_many(
+            doc! {"_id": {"$in": &held}},
+            doc! {"$set": {"lease.until": DateTime::from_millis(1)}},
+        )
+        .await
+        .unwrap();
+    let r = w.drain().await.unwrap();
+    assert_eq!(r.dead, 0, "{r:?}");
+    assert_eq!(
+        env.entries()
+            .await
+            .iter()
+            .filter(|x| x.status != OutboxStatus::Done)
+            .count(),
+        0
     );
     env.assert_consistent().await;
     env.cleanup().await;

@@ -9,15 +9,15 @@
 
 use crate::locks::DocLocks;
 use crate::metrics::Metrics;
-use crate::window::{After, ClaimWindow, MAX_WIDENINGS};
+use crate::window::{After, ClaimWindow};
 use bson::{oid::ObjectId, DateTime, Document};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tidemark_core::OutboxEntry;
 use tidemark_store::outbox::{later, Outbox};
 
-/// How many pages one claim reads past entries other batches hold.
-const MAX_PAGES: usize = 4;
+/// How many queries one claim makes at most (pages past entries others hold, and widenings).
+const MAX_QUERIES: usize = 12;
 
 /// A claimed batch: its entries, the documents locked for it, and what was left to others.
 pub(crate) struct Claimed {
@@ -83,39 +83,46 @@ impl Claimer<'_> {
         })
     }
 
-    /// Up to `want` due entries not leased by a live worker, earliest first, asked for within
-    /// the claim window (widened while it holds too few, at most [`MAX_WIDENINGS`] times);
-    /// entries others hold at the head of the window are paged past, at most [`MAX_PAGES`]
-    /// pages.
+    /// Up to `want` due entries not leased by a live worker, earliest first: one forward scan
+    /// of `nextAttemptAt` in pages, within the claim window, which widens when its range holds
+    /// too few (entries other batches hold are paged past, not counted); at most
+    /// [`MAX_QUERIES`] queries.
     async fn candidates(
         &self,
         now: DateTime,
         want: usize,
     ) -> mongodb::error::Result<Vec<Document>> {
         let now_ms = now.timestamp_millis();
-        let mut widenings = 0;
-        let (mut page, upper) = loop {
-            let upper = self.window.lock().expect("claim window").upper(now_ms);
-            let upper = DateTime::from_millis(upper);
-            let page = self.outbox.due_page(now, upper, None, want).await?;
-            let after = self.window.lock().expect("claim window").observe(
-                now_ms,
-                upper.timestamp_millis(),
-                &page.times,
-                want,
-            );
-            if after == After::Take || widenings == MAX_WIDENINGS {
-                break (page, upper);
+        let window = || self.window.lock().expect("claim window");
+        let mut upper = window().upper(now_ms);
+        let mut after = None;
+        let mut rows: Vec<Document> = Vec::new();
+        for _ in 0..MAX_QUERIES {
+            let page = self
+                .outbox
+                .due_page(now, DateTime::from_millis(upper), after, want)
+                .await?;
+            let more_in_range = page.times.len() == want;
+            after = page.last.or(after);
+            rows.extend(page.rows);
+            if rows.len() < want && more_in_range {
+                continue;
             }
-            widenings += 1;
-            self.metrics.claim_widenings_total.inc();
-        };
-        let mut rows = std::mem::take(&mut page.rows);
-        let mut pages = 1;
-        while rows.len() < want && page.times.len() == want && pages < MAX_PAGES {
-            page = self.outbox.due_page(now, upper, page.last, want).await?;
-            rows.append(&mut page.rows);
-            pages += 1;
+            let times: Vec<i64> = rows
+                .iter()
+                .map(|d| {
+                    d.get_datetime("nextAttemptAt")
+                        .map_or(upper, |t| t.timestamp_millis())
+                })
+                .collect();
+            let next = window().observe(now_ms, upper, &times, want);
+            match next {
+                After::Take => return Ok(rows),
+                After::Widen => {
+                    upper = window().upper(now_ms);
+                    self.metrics.claim_widenings_total.inc();
+                }
+            }
         }
         Ok(rows)
     }

@@ -4,15 +4,12 @@
 //! The claim wants the earliest due entries (`nextAttemptAt <= now`, sorted, a limit). A server
 //! that walks the whole range before applying the limit (SecantusDB does; `mongod` stops at the
 //! limit) pays for every pending entry on every claim. The window asks for `nextAttemptAt <=
-//! min(now, horizon)` instead. When that range holds at least the limit, the answer is the same
-//! as the unbounded query's (the earliest entries are all below the horizon); when it holds
-//! fewer, the horizon moves forward (in doubling steps) and the claim asks again, until it
-//! reaches `now`, where the query is the unbounded one. The horizon only moves forward while
-//! the backlog lasts, and nothing below it is ever skipped: entries whose lease expired or that
-//! were handed back keep their old `nextAttemptAt` and are inside every window.
-
-/// How many times one claim widens the window before it takes what it found.
-pub const MAX_WIDENINGS: usize = 8;
+//! min(now, horizon)` instead. When that range holds at least the limit of claimable entries,
+//! the answer is the same as the unbounded query's (the earliest entries are all below the
+//! horizon); when it holds fewer, the horizon moves forward (in doubling steps) and the claim
+//! reads on, until it reaches `now`, where the query is the unbounded one. Nothing below the
+//! horizon is ever skipped: entries whose lease expired or that were handed back keep their old
+//! `nextAttemptAt` and are inside every window.
 
 /// The smallest step of the horizon, in milliseconds.
 const MIN_STEP_MS: i64 = 1;
