@@ -11,8 +11,13 @@
 //! horizon is ever skipped: entries whose lease expired or that were handed back keep their old
 //! `nextAttemptAt` and are inside every window.
 
-/// The smallest step of the horizon, in milliseconds.
+/// The smallest span of a full answer, in milliseconds.
 const MIN_STEP_MS: i64 = 1;
+
+/// The smallest widening, in milliseconds: a window that ran short reaches a minute ahead in
+/// eight doublings (walking a quarter second of entries costs a server little; a window that
+/// widened a millisecond at a time took a claim's every query to reach a live entry).
+const MIN_WIDENING_MS: i64 = 250;
 
 /// The claim window of one worker, in milliseconds since the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +73,9 @@ impl ClaimWindow {
             self.horizon = None;
             return After::Take;
         }
-        self.horizon = Some(upper.saturating_add(self.step));
-        self.step = self.step.saturating_mul(2);
+        let step = self.step.max(MIN_WIDENING_MS);
+        self.horizon = Some(upper.saturating_add(step));
+        self.step = step.saturating_mul(2);
         After::Widen
     }
 
@@ -115,13 +121,13 @@ mod tests {
     #[test]
     fn a_short_answer_below_now_widens_in_doubling_steps() {
         let mut w = ClaimWindow::default();
-        w.observe(NOW, NOW, &[100, 110, 120, 130], 4); // horizon 160, step 30
+        w.observe(NOW, NOW, &[100, 110, 120, 130], 4); // horizon 160, span 30
         assert_eq!(w.observe(NOW, 160, &[150], 4), After::Widen);
-        assert_eq!(w.upper(NOW), 190);
-        assert_eq!(w.observe(NOW, 190, &[150], 4), After::Widen);
-        assert_eq!(w.upper(NOW), 250);
-        assert_eq!(w.observe(NOW, 250, &[150], 4), After::Widen);
-        assert_eq!(w.upper(NOW), 370);
+        assert_eq!(w.upper(NOW), 160 + 250, "at least the smallest widening");
+        assert_eq!(w.observe(NOW, 410, &[150], 4), After::Widen);
+        assert_eq!(w.upper(NOW), 410 + 500);
+        assert_eq!(w.observe(NOW, 910, &[150], 4), After::Widen);
+        assert_eq!(w.upper(NOW), 910 + 1_000);
     }
 
     #[test]
