@@ -5,10 +5,12 @@
 
 mod worker_support;
 
-use bson::{doc, DateTime};
+use bson::{doc, DateTime, Document};
+use mongodb::Collection;
 use std::time::Duration;
 use tidemark_core::{OutboxStatus, COLL_OUTBOX};
 use tidemark_store::NewDocument;
+use tidemark_worker::Worker;
 use worker_support::{test_config, Env};
 
 /// Writes `groups` groups of `per` documents, `gap` apart, so their entries spread over time.
@@ -22,18 +24,44 @@ async fn spread_backlog(env: &Env, groups: usize, per: usize, gap: Duration) {
     }
 }
 
-#[tokio::test]
-async fn a_backlog_drains_earliest_first_and_nothing_behind_the_window_is_skipped() {
-    let mut cfg = test_config("wk_window");
+/// A world with a worker of batches of 4 (claims of 8 candidates) and a backlog of `groups`
+/// groups of 6 documents spread over time; the raw outbox collection to plant entries in.
+async fn backlog_world(prefix: &str, groups: usize) -> (Env, Worker, Collection<Document>) {
+    let mut cfg = test_config(prefix);
     cfg.worker.batch_size = 4;
     let env = Env::with_config(cfg).await;
     let w = env.worker();
     w.init().await.unwrap();
-    spread_backlog(&env, 12, 6, Duration::from_millis(15)).await;
-    let outbox = env
-        .store
-        .database()
-        .collection::<bson::Document>(COLL_OUTBOX);
+    spread_backlog(&env, groups, 6, Duration::from_millis(15)).await;
+    let outbox = env.store.database().collection::<Document>(COLL_OUTBOX);
+    (env, w, outbox)
+}
+
+/// Sets `set` on the outbox entries matching `filter`.
+async fn plant(outbox: &Collection<Document>, filter: Document, set: Document) {
+    outbox
+        .update_many(filter, doc! {"$set": set})
+        .await
+        .unwrap();
+}
+
+/// `now` moved by `ms` milliseconds.
+fn from_now(ms: i64) -> DateTime {
+    DateTime::from_millis(DateTime::now().timestamp_millis() + ms)
+}
+
+/// How many entries are not done.
+async fn not_done(env: &Env) -> usize {
+    env.entries()
+        .await
+        .iter()
+        .filter(|x| x.status != OutboxStatus::Done)
+        .count()
+}
+
+#[tokio::test]
+async fn a_backlog_drains_earliest_first_and_nothing_behind_the_window_is_skipped() {
+    let (env, w, outbox) = backlog_world("wk_window", 12).await;
 
     // A few batches: the window is bounded now (a full answer was seen).
     for _ in 0..3 {
@@ -49,22 +77,19 @@ async fn a_backlog_drains_earliest_first_and_nothing_behind_the_window_is_skippe
         .filter(|e| e.status == OutboxStatus::Pending)
         .collect();
     let (behind, future) = (pending[pending.len() - 1].id, pending[pending.len() - 2].id);
-    let long_ago = DateTime::from_millis(DateTime::now().timestamp_millis() - 86_400_000);
-    outbox
-        .update_one(
-            doc! {"_id": behind},
-            doc! {"$set": {"nextAttemptAt": long_ago, "lease": {"owner": "crashed", "until": long_ago}}},
-        )
-        .await
-        .unwrap();
-    let later = DateTime::from_millis(DateTime::now().timestamp_millis() + 600_000);
-    outbox
-        .update_one(
-            doc! {"_id": future},
-            doc! {"$set": {"nextAttemptAt": later}},
-        )
-        .await
-        .unwrap();
+    let long_ago = from_now(-86_400_000);
+    plant(
+        &outbox,
+        doc! {"_id": behind},
+        doc! {"nextAttemptAt": long_ago, "lease": {"owner": "crashed", "until": long_ago}},
+    )
+    .await;
+    plant(
+        &outbox,
+        doc! {"_id": future},
+        doc! {"nextAttemptAt": from_now(600_000)},
+    )
+    .await;
 
     w.process_once().await.unwrap();
     let e = env.entries().await;
@@ -92,20 +117,15 @@ async fn a_backlog_drains_earliest_first_and_nothing_behind_the_window_is_skippe
         "draining a bounded window to its end widens it"
     );
     // Its time comes.
-    outbox
-        .update_one(
-            doc! {"_id": future},
-            doc! {"$set": {"nextAttemptAt": DateTime::now()}},
-        )
-        .await
-        .unwrap();
+    plant(
+        &outbox,
+        doc! {"_id": future},
+        doc! {"nextAttemptAt": DateTime::now()},
+    )
+    .await;
     w.drain().await.unwrap();
     assert_eq!(
-        env.entries()
-            .await
-            .iter()
-            .filter(|x| x.status != OutboxStatus::Done)
-            .count(),
+        not_done(&env).await,
         0,
         "the retry is claimed once it is due"
     );
@@ -115,28 +135,17 @@ async fn a_backlog_drains_earliest_first_and_nothing_behind_the_window_is_skippe
 
 #[tokio::test]
 async fn entries_another_worker_holds_at_the_head_are_paged_past_claim_after_claim() {
-    let mut cfg = test_config("wk_window_held");
-    cfg.worker.batch_size = 4;
-    let env = Env::with_config(cfg).await;
-    let w = env.worker();
-    w.init().await.unwrap();
-    spread_backlog(&env, 10, 6, Duration::from_millis(15)).await;
-    let outbox = env
-        .store
-        .database()
-        .collection::<bson::Document>(COLL_OUTBOX);
+    let (env, w, outbox) = backlog_world("wk_window_held", 10).await;
     // The earliest 24 entries (three claim pages of 8) are held by a live worker elsewhere.
     let mut entries = env.entries().await;
     entries.sort_by_key(|e| e.next_attempt_at);
     let held: Vec<_> = entries.iter().take(24).map(|e| e.id).collect();
-    let until = DateTime::from_millis(DateTime::now().timestamp_millis() + 600_000);
-    outbox
-        .update_many(
-            doc! {"_id": {"$in": &held}},
-            doc! {"$set": {"lease": {"owner": "elsewhere", "until": until}}},
-        )
-        .await
-        .unwrap();
+    plant(
+        &outbox,
+        doc! {"_id": {"$in": &held}},
+        doc! {"lease": {"owner": "elsewhere", "until": from_now(600_000)}},
+    )
+    .await;
     for n in 1..=4 {
         let r = w.process_once().await.unwrap();
         assert_eq!(
@@ -152,23 +161,15 @@ async fn entries_another_worker_holds_at_the_head_are_paged_past_claim_after_cla
         "held entries are left to their holder"
     );
     // Their holder dies: the leases expire and the rest drains.
-    outbox
-        .update_many(
-            doc! {"_id": {"$in": &held}},
-            doc! {"$set": {"lease.until": DateTime::from_millis(1)}},
-        )
-        .await
-        .unwrap();
+    plant(
+        &outbox,
+        doc! {"_id": {"$in": &held}},
+        doc! {"lease.until": DateTime::from_millis(1)},
+    )
+    .await;
     let r = w.drain().await.unwrap();
     assert_eq!(r.dead, 0, "{r:?}");
-    assert_eq!(
-        env.entries()
-            .await
-            .iter()
-            .filter(|x| x.status != OutboxStatus::Done)
-            .count(),
-        0
-    );
+    assert_eq!(not_done(&env).await, 0);
     env.assert_consistent().await;
     env.cleanup().await;
 }

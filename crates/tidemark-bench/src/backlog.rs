@@ -53,10 +53,9 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
                 .sum();
             s * 1000.0 / d.done.max(1) as f64
         };
-        let first_rate = match nth_done_ms(&store, first_n.min(d.done as usize)).await? {
-            Some(t) => {
-                first_n.min(d.done as usize) as f64 / ((t - d.ready_ms) as f64 / 1000.0).max(0.001)
-            }
+        let counted = first_n.min(d.done as usize);
+        let first_rate = match nth_done_ms(&store, counted).await? {
+            Some(t) => counted as f64 / ((t - d.ready_ms) as f64 / 1000.0).max(0.001),
             None => 0.0,
         };
         points.push(Point {

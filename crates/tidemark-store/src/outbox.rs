@@ -39,8 +39,10 @@ impl OutboxCounts {
 pub struct DuePage {
     /// Due entries not leased by a live worker: `{_id, documentId, nextAttemptAt}`.
     pub rows: Vec<Document>,
-    /// `nextAttemptAt` (milliseconds) of every entry found, earliest first.
+    /// `nextAttemptAt` (milliseconds) of each of `rows`, earliest first.
     pub times: Vec<i64>,
+    /// How many entries the page found, leased or not (a full page: more may follow).
+    pub found: usize,
     /// The last entry's `nextAttemptAt`, where the next page starts.
     pub last: Option<DateTime>,
 }
@@ -103,13 +105,13 @@ impl Outbox {
         const PAGE: usize = 16;
         let now = DateTime::now();
         let page = self.due_page(now, now, None, PAGE).await?;
-        Ok(!page.rows.is_empty() || page.times.len() == PAGE)
+        Ok(!page.rows.is_empty() || page.found == PAGE)
     }
 
     /// One page of the claim query, earliest first: up to `limit` pending entries with `after <
     /// nextAttemptAt <= min(upper, now)`; `rows` are those not leased by a live worker at
-    /// `now` (`{_id, documentId, nextAttemptAt}`), `times` the `nextAttemptAt` of every entry
-    /// the page found, leased or not.
+    /// `now` (`{_id, documentId, nextAttemptAt}`, with their `times`), `found` how many entries
+    /// the page held, leased or not.
     pub async fn due_page(
         &self,
         now: DateTime,
@@ -127,17 +129,20 @@ impl Outbox {
             .await?
             .try_collect()
             .await?;
-        let mut page = DuePage::default();
+        let mut page = DuePage {
+            found: found.len(),
+            ..DuePage::default()
+        };
         for mut d in found {
             let at = match d.get("nextAttemptAt") {
                 Some(Bson::DateTime(t)) => *t,
                 _ => upper,
             };
-            page.times.push(at.timestamp_millis());
             page.last = Some(at);
             if !is_leased(&d, now) {
                 d.remove("lease");
                 page.rows.push(d);
+                page.times.push(at.timestamp_millis());
             }
         }
         Ok(page)

@@ -96,25 +96,19 @@ impl Claimer<'_> {
         let window = || self.window.lock().expect("claim window");
         let mut upper = window().upper(now_ms);
         let mut after = None;
-        let mut rows: Vec<Document> = Vec::new();
+        let (mut rows, mut times) = (Vec::new(), Vec::new());
         for _ in 0..MAX_QUERIES {
             let page = self
                 .outbox
                 .due_page(now, DateTime::from_millis(upper), after, want)
                 .await?;
-            let more_in_range = page.times.len() == want;
+            let more_in_range = page.found == want;
             after = page.last.or(after);
             rows.extend(page.rows);
+            times.extend(page.times);
             if rows.len() < want && more_in_range {
                 continue;
             }
-            let times: Vec<i64> = rows
-                .iter()
-                .map(|d| {
-                    d.get_datetime("nextAttemptAt")
-                        .map_or(upper, |t| t.timestamp_millis())
-                })
-                .collect();
             let next = window().observe(now_ms, upper, &times, want);
             match next {
                 After::Take => return Ok(rows),
