@@ -335,3 +335,71 @@ async fn switch_from_hashing_to_the_local_model_during_an_import() {
     let _ = worker.wait_exit(Duration::from_secs(15)).await;
     env.cleanup().await;
 }
+
+/// A build's entries are for the building index only: the worker fills it and leaves the
+/// active index alone (no read, no write there), so drift planted in the active index before
+/// the build is still there after it, for `verify` / `repair` to find, while a live write
+/// during the build reaches both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_writes_only_the_building_index() {
+    let mut a = test_config("ix_only");
+    a.embedder.provider = EmbedderKind::Hash;
+    a.embedder.dimension = 64;
+    let mut b = a.clone();
+    b.embedder.dimension = 32;
+    let mut env = Env::with_config(a.clone()).await;
+    env.model = "hash-64".into();
+    let dir = tidemark_e2e::servers::temp_dir("ix_only");
+    let cfg_a = procs::write_config(&a, &dir.join("a"));
+    let cfg_b = procs::write_config(&b, &dir.join("b"));
+    let docs: Vec<_> = (0..30)
+        .map(|i| NewDocument::new(format!("n{i}"), "note", text(i)))
+        .collect();
+    let put = env.store.put_many(docs).await.unwrap();
+    let mut worker = WorkerProc::spawn(&cfg_a, "warn,tidemark_worker=info");
+    wait_drained(&env, "the corpus").await;
+
+    // Drift in `main`: one vector gone behind the worker's back.
+    let gone = put[3].document_id.to_hex();
+    let main = env.collection_id().await;
+    env.chroma
+        .delete(&main, std::slice::from_ref(&gone))
+        .await
+        .unwrap();
+
+    ok(&cfg_b, &["index", "create", "v2"]);
+    let built = ok(&cfg_b, &["index", "build", "v2", "--batch-size", "10"]);
+    assert!(built.contains("build complete"), "{built}");
+    env.store
+        .put(NewDocument::new("live", "note", text(500)))
+        .await
+        .unwrap();
+    wait_drained(&env, "after the build").await;
+
+    let build_entries =
+        tidemark_e2e::outbox_entries(&env.store, bson::doc! {"indexes": "v2"}).await;
+    assert_eq!(build_entries.len(), 30, "one entry for v2 per document");
+    let v2 = format!("{}__hash-32__v2", a.chroma.namespace);
+    let v2 = env.chroma.get_collection(&v2).await.unwrap().unwrap();
+    assert_eq!(
+        env.chroma.count(&v2.id).await.unwrap(),
+        31,
+        "v2 holds every document"
+    );
+    let in_main = env.vectors().await;
+    assert_eq!(
+        in_main.len(),
+        30,
+        "main: the live write, not the build's documents"
+    );
+    assert!(!in_main.contains_key(&gone), "the build wrote to main");
+    ok(&cfg_a, &["verify", "--index", "v2"]);
+    let (code, out, err) = cli(&cfg_a, &["verify"]);
+    assert_eq!(
+        code, 2,
+        "verify of main finds the planted drift: {out}\n{err}"
+    );
+    worker.sigterm();
+    let _ = worker.wait_exit(Duration::from_secs(15)).await;
+    env.cleanup().await;
+}

@@ -144,6 +144,11 @@ pub struct OutboxEntry {
     /// earlier delivery may have written vectors before it was interrupted.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub deliveries: i32,
+    /// The index definitions this entry is for (written by `tidemark index build`, whose
+    /// entries only the building index needs). Empty (absent) means every live index, as for
+    /// every entry an application writes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<String>,
 }
 
 fn is_zero(n: &i32) -> bool {
@@ -183,6 +188,35 @@ impl OutboxEntry {
             error_history: Vec::new(),
             new_document: false,
             deliveries: 0,
+            indexes: Vec::new(),
+        }
+    }
+
+    /// This entry for the index `name` only (see the field).
+    pub fn for_index(mut self, name: &str) -> Self {
+        self.indexes = vec![name.to_string()];
+        self
+    }
+
+    /// Whether the index definition `name` needs this entry.
+    pub fn applies_to(&self, name: &str) -> bool {
+        self.indexes.is_empty() || self.indexes.iter().any(|i| i == name)
+    }
+
+    /// Widens this entry's indexes to also cover `other`'s (coalescing two entries of one
+    /// document: the one kept must do the work of both).
+    pub fn cover(&mut self, other: &OutboxEntry) {
+        if self.indexes.is_empty() {
+            return;
+        }
+        if other.indexes.is_empty() {
+            self.indexes.clear();
+            return;
+        }
+        for i in &other.indexes {
+            if !self.indexes.contains(i) {
+                self.indexes.push(i.clone());
+            }
         }
     }
 
@@ -253,6 +287,35 @@ mod tests {
         assert!(back.new_document);
         let back: OutboxEntry = bson::from_document(plain).unwrap();
         assert!(!back.new_document, "absent reads as false");
+    }
+
+    #[test]
+    fn indexes_are_written_only_when_set_and_absent_means_every_index() {
+        let e = OutboxEntry::new_pending(ObjectId::new(), "c1", Op::Upsert, 1, "h");
+        let plain = bson::to_document(&e).unwrap();
+        assert!(!plain.contains_key("indexes"));
+        assert!(e.applies_to("main") && e.applies_to("v2"));
+        let only = e.clone().for_index("v2");
+        let d = bson::to_document(&only).unwrap();
+        assert_eq!(d.get_array("indexes").unwrap().len(), 1);
+        let back: OutboxEntry = bson::from_document(d).unwrap();
+        assert!(back.applies_to("v2"));
+        assert!(!back.applies_to("main"));
+    }
+
+    #[test]
+    fn covering_widens_to_the_union_and_an_untargeted_entry_covers_everything() {
+        let e = OutboxEntry::new_pending(ObjectId::new(), "c1", Op::Upsert, 1, "h");
+        let mut a = e.clone().for_index("v2");
+        a.cover(&e.clone().for_index("v3"));
+        assert!(a.applies_to("v2") && a.applies_to("v3") && !a.applies_to("main"));
+        a.cover(&e.clone().for_index("v2"));
+        assert_eq!(a.indexes, vec!["v2".to_string(), "v3".to_string()]);
+        a.cover(&e);
+        assert!(a.indexes.is_empty() && a.applies_to("main"));
+        let mut all = e.clone();
+        all.cover(&e.clone().for_index("v2"));
+        assert!(all.indexes.is_empty(), "an entry for every index stays so");
     }
 
     #[test]

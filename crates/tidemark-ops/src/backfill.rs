@@ -54,6 +54,9 @@ pub struct BackfillOptions {
     pub run_id: Option<String>,
     /// Forget the checkpoint of this run and start from the beginning.
     pub restart: bool,
+    /// Entries for this index definition only (an index build: the other live indexes hold
+    /// these documents already, so the workers leave them alone there).
+    pub for_index: Option<String>,
 }
 
 impl Default for BackfillOptions {
@@ -66,6 +69,7 @@ impl Default for BackfillOptions {
             max_pending: None,
             run_id: None,
             restart: false,
+            for_index: None,
         }
     }
 }
@@ -379,7 +383,12 @@ pub async fn backfill(
             break;
         };
         let chosen = select(ops, exists, &page, opts.missing_only).await?;
-        let n = commit_batch(ops, &cp_id, last, page_last, &chosen, page.len() as u64).await?;
+        let scan = Scanned {
+            to: page_last,
+            chosen: &chosen,
+            count: page.len() as u64,
+        };
+        let n = commit_batch(ops, &cp_id, last, scan, opts.for_index.as_deref()).await?;
         last = Some(page_last);
         report.batches += 1;
         report.scanned += page.len() as u64;
@@ -421,16 +430,28 @@ async fn wait_for_room(ops: &Ops, max: u64) -> Result<(), OpsError> {
     }
 }
 
-/// One transaction: entries for `chosen` (as they are now) and the checkpoint moved from
-/// `from` to `to`. Fails with `Conflict` when the checkpoint is no longer at `from`.
+/// A page of the scan: where it ends, the documents chosen from it, how many it read.
+struct Scanned<'a> {
+    to: ObjectId,
+    chosen: &'a [ObjectId],
+    count: u64,
+}
+
+/// One transaction: entries for the page's chosen documents (as they are now, for the index
+/// `for_index` only when set) and the checkpoint moved from `from` to the page's end. Fails
+/// with `Conflict` when the checkpoint is no longer at `from`.
 async fn commit_batch(
     ops: &Ops,
     cp_id: &str,
     from: Option<ObjectId>,
-    to: ObjectId,
-    chosen: &[ObjectId],
-    scanned: u64,
+    page: Scanned<'_>,
+    for_index: Option<&str>,
 ) -> Result<u64, OpsError> {
+    let Scanned {
+        to,
+        chosen,
+        count: scanned,
+    } = page;
     let db = ops.store.database().clone();
     let from_bson = from.map(Bson::ObjectId).unwrap_or(Bson::Null);
     let out = txn::run(ops.store.client(), |s| {
@@ -438,6 +459,7 @@ async fn commit_batch(
         let from_bson = from_bson.clone();
         let cp_id = cp_id.to_string();
         let chosen = chosen.to_vec();
+        let for_index = for_index.map(str::to_string);
         async move {
             let mut entries = Vec::with_capacity(chosen.len());
             if !chosen.is_empty() {
@@ -461,7 +483,11 @@ async fn commit_batch(
                         Some(Bson::Int32(i)) => *i as i64,
                         _ => continue,
                     };
-                    entries.push(OutboxEntry::new_pending(id, cid, Op::Upsert, v, hash));
+                    let e = OutboxEntry::new_pending(id, cid, Op::Upsert, v, hash);
+                    entries.push(match &for_index {
+                        Some(name) => e.for_index(name),
+                        None => e,
+                    });
                 }
             }
             let n = entries.len() as u64;

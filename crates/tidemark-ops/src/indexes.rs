@@ -1,6 +1,6 @@
 //! Index versions, the operations: create a definition for a new embedder / chunking /
-//! template, build it (a resumable, throttled backfill: the workers write every entry to each
-//! live index, so the building one fills while the active one only confirms its vectors),
+//! template, build it (a resumable, throttled backfill whose entries are for the building index
+//! only: the workers fill it and leave the active one alone),
 //! report its state, verify it, activate it (refused while incomplete or drifting unless
 //! forced), and drop a retired one. Search and status keep reading the active index until the
 //! activation, which is one update; the previous index stays live, so activating it back is
@@ -113,6 +113,7 @@ pub async fn build(
     let run = format!("index-{name}");
     opts.run_id = Some(run.clone());
     opts.missing_only = false;
+    opts.for_index = Some(name.to_string());
     let ops = ops_for(store, cfg, &def)?;
     let r = backfill(&ops, &opts, progress).await?;
     let complete = r.completed || r.already_completed;

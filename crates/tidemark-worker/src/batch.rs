@@ -2,7 +2,8 @@
 //! the executor (checking before every write that the claims are still this worker's), record.
 //! With further live indexes (see `lanes`) the plan and the writes are carried out once per
 //! index, side by side; an entry's outcome combines them (done only when every index
-//! acknowledged it).
+//! acknowledged it). An entry written for some indexes only (an index build's) is carried
+//! out in those lanes only; one no live index needs any more is done as `unchanged`.
 
 use crate::execute::{settle, Executor, Outcomes};
 use crate::lease::Claims;
@@ -13,13 +14,22 @@ use crate::WorkerError;
 use bson::{doc, oid::ObjectId, Document};
 use futures::TryStreamExt;
 use mongodb::Database;
+use std::collections::HashMap;
 use tidemark_core::{OutboxEntry, OutboxResult, COLL_DOCUMENTS};
+
+/// One index to write in a batch: its definition's name, its executor and its shape.
+#[derive(Clone, Copy)]
+pub(crate) struct LaneRef<'a> {
+    pub name: &'a str,
+    pub exec: &'a Executor,
+    pub shape: &'a Shape,
+}
 
 /// What processing a batch needs.
 pub(crate) struct BatchCtx<'a> {
     pub db: &'a Database,
     /// The indexes to write: the active one first, then the other live ones.
-    pub lanes: Vec<(&'a Executor, &'a Shape)>,
+    pub lanes: Vec<LaneRef<'a>>,
     pub recorder: Recorder<'a>,
 }
 
@@ -58,18 +68,26 @@ impl BatchCtx<'_> {
         entries: Vec<OutboxEntry>,
         claims: &Claims<'_>,
     ) -> Result<BatchReport, WorkerError> {
-        let info = EntryInfo::of(&entries);
+        let mut info = EntryInfo::of(&entries);
         let (primary, settled) = plan::coalesce(entries);
+        let mut out: Outcomes = settled.into_iter().collect();
+        let primary = self.needed(primary, &mut info, &mut out);
         let ids: Vec<ObjectId> = primary.iter().map(|e| e.document_id).collect();
         let docs = read_documents(self.db, &ids).await?;
-        let mut out: Outcomes = settled.into_iter().collect();
         // The indexes are written side by side; each lane's outcomes are its own, combined
         // below (a failure in any index wins over success in another).
-        let lanes = self.lanes.iter().map(|&(exec, shape)| {
-            let (primary, docs) = (primary.clone(), docs.clone());
+        let lanes = self.lanes.iter().map(|&lane| {
+            let mine: Vec<OutboxEntry> = primary
+                .iter()
+                .filter(|e| e.applies_to(lane.name))
+                .cloned()
+                .collect();
+            let docs = docs.clone();
             async move {
                 let mut lane_out = Outcomes::new();
-                Self::lane(exec, shape, primary, docs, claims, &mut lane_out).await;
+                if !mine.is_empty() {
+                    Self::lane(lane.exec, lane.shape, mine, docs, claims, &mut lane_out).await;
+                }
                 lane_out
             }
         });
@@ -79,6 +97,29 @@ impl BatchCtx<'_> {
             }
         }
         self.recorder.record(out, &info).await
+    }
+
+    /// The primary entries some lane needs; the others are done (`unchanged`: the index
+    /// they were written for is gone). Notes which entries the active index carries out.
+    fn needed(
+        &self,
+        primary: Vec<OutboxEntry>,
+        info: &mut HashMap<ObjectId, EntryInfo>,
+        out: &mut Outcomes,
+    ) -> Vec<OutboxEntry> {
+        let active = self.lanes.first().map(|l| l.name).unwrap_or_default();
+        let mut needed = Vec::with_capacity(primary.len());
+        for e in primary {
+            if let Some(i) = info.get_mut(&e.id) {
+                i.active = e.applies_to(active);
+            }
+            if self.lanes.iter().any(|l| e.applies_to(l.name)) {
+                needed.push(e);
+            } else {
+                settle(out, e.id, Outcome::Done(OutboxResult::Unchanged));
+            }
+        }
+        needed
     }
 
     /// Plans and writes one index.

@@ -8,7 +8,7 @@
 //! makes more pieces, and everything downstream already works per piece.
 //!
 //! Rules (the invariants): the newest entry per document is the primary, older ones are
-//! `superseded`; an entry older than its document is `superseded`, one newer than its document
+//! `superseded` (the primary then covers their indexes too, see `OutboxEntry::indexes`); an entry older than its document is `superseded`, one newer than its document
 //! waits (retry); a missing document means its vectors are deleted; a content hash that does not
 //! match the content is a permanent error; a vector with the same content hash and model is not
 //! embedded again, and only its metadata is updated if that differs.
@@ -263,14 +263,19 @@ pub(crate) fn coalesce(entries: Vec<OutboxEntry>) -> (Vec<OutboxEntry>, Vec<(Obj
             outcomes.push((e.id, Outcome::Failed(Failure::permanent("validate", msg))));
             continue;
         }
-        match primary.get(&e.document_id) {
+        // The entry kept covers the indexes of those it supersedes.
+        match primary.get_mut(&e.document_id) {
             Some(p) if (p.version, p.id) >= (e.version, e.id) => {
+                p.cover(&e);
                 outcomes.push((e.id, Outcome::Done(OutboxResult::Superseded)));
             }
             _ => {
-                if let Some(old) = primary.insert(e.document_id, e) {
+                let mut e = e;
+                if let Some(old) = primary.remove(&e.document_id) {
+                    e.cover(&old);
                     outcomes.push((old.id, Outcome::Done(OutboxResult::Superseded)));
                 }
+                primary.insert(e.document_id, e);
             }
         }
     }

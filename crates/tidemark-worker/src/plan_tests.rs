@@ -88,6 +88,41 @@ fn coalescing_keeps_the_newest_entry_per_document() {
 }
 
 #[test]
+fn the_entry_kept_covers_the_indexes_of_those_it_supersedes() {
+    // (entries as (n, version, index or "" for every index), indexes of the primary)
+    type Case = (Vec<(u8, i64, &'static str)>, Vec<&'static str>);
+    let cases: [Case; 5] = [
+        // A build's entry after a live one of the same version: the live one's work too.
+        (vec![(1, 2, ""), (2, 2, "v2")], vec![]),
+        // A live entry after a build's: every index already.
+        (vec![(1, 2, "v2"), (2, 3, "")], vec![]),
+        // The newer entry first, the older after it: still the union.
+        (vec![(2, 3, "v2"), (1, 2, "")], vec![]),
+        // Two builds' entries: both indexes, and only those.
+        (vec![(1, 2, "v2"), (2, 2, "v3")], vec!["v2", "v3"]),
+        (vec![(1, 2, "v2")], vec!["v2"]),
+    ];
+    for (input, want) in cases {
+        let entries: Vec<_> = input
+            .iter()
+            .map(|&(n, v, idx)| {
+                let e = entry(n, 1, Op::Upsert, v);
+                if idx.is_empty() {
+                    e
+                } else {
+                    e.for_index(idx)
+                }
+            })
+            .collect();
+        let (p, _) = coalesce(entries);
+        assert_eq!(p.len(), 1, "{input:?}");
+        let mut got = p[0].indexes.clone();
+        got.sort();
+        assert_eq!(got, want, "indexes of the primary of {input:?}");
+    }
+}
+
+#[test]
 fn an_unknown_schema_version_fails_permanently() {
     let mut e = entry(1, 1, Op::Upsert, 1);
     e.schema_version = SCHEMA_VERSION + 1;

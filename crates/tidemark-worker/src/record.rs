@@ -21,6 +21,8 @@ pub(crate) struct EntryInfo {
     pub attempts: i32,
     pub document_id: ObjectId,
     pub version: i64,
+    /// Whether the active index carries this entry out (`indexedVersion` records only it).
+    pub active: bool,
 }
 
 impl EntryInfo {
@@ -33,6 +35,7 @@ impl EntryInfo {
                     attempts: e.attempts,
                     document_id: e.document_id,
                     version: e.version,
+                    active: true,
                 };
                 (e.id, i)
             })
@@ -162,8 +165,8 @@ impl Recorder<'_> {
         }
     }
 
-    /// Sets `vectorId` and `indexedVersion` on documents whose indexed/unchanged entry is done,
-    /// only where the document's version still equals the entry's.
+    /// Sets `vectorId` and `indexedVersion` on documents whose indexed/unchanged entry is done
+    /// in the active index, only where the document's version still equals the entry's.
     ///
     /// One `update` command carrying one single-document statement per document (`multi:
     /// false`, matched by `_id`): one round trip, an `_id` lookup per statement on any server.
@@ -183,6 +186,7 @@ impl Recorder<'_> {
             .filter(|(r, _)| matches!(r, OutboxResult::Indexed | OutboxResult::Unchanged))
             .flat_map(|(_, ids)| ids.iter())
             .filter_map(|id| info.get(id))
+            .filter(|i| i.active)
             .map(|i| {
                 doc! {
                     "q": {"_id": i.document_id, "version": i.version, "indexedVersion": {"$ne": i.version}},

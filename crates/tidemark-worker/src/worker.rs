@@ -2,7 +2,7 @@
 //! and `tidemark worker --once`). It owns the pieces (outbox repository, locks, executor,
 //! positions) and hands each stage only the ones it needs; the long-running loop is in `run`.
 
-use crate::batch::BatchCtx;
+use crate::batch::{BatchCtx, LaneRef};
 use crate::claim::{Claimed, Claimer};
 use crate::execute::{Executor, Stats};
 use crate::lanes::LaneSet;
@@ -254,8 +254,16 @@ impl Worker {
                 owner: &p.owner,
             };
             let extra = self.lanes();
-            let mut lanes = vec![(&p.exec, &p.shape)];
-            lanes.extend(extra.iter().map(|l| (&l.exec, &l.shape)));
+            let mut lanes = vec![LaneRef {
+                name: p.primary.get().map(String::as_str).unwrap_or_default(),
+                exec: &p.exec,
+                shape: &p.shape,
+            }];
+            lanes.extend(extra.iter().map(|l| LaneRef {
+                name: &l.def.name,
+                exec: &l.exec,
+                shape: &l.shape,
+            }));
             let ctx = BatchCtx {
                 db: p.store.database(),
                 lanes,

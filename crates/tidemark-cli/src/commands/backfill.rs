@@ -50,6 +50,7 @@ pub fn run(global: &GlobalArgs, args: BackfillArgs) -> anyhow::Result<ExitCode> 
         max_pending: args.max_pending,
         run_id: args.run_id,
         restart: args.restart,
+        for_index: None,
     };
     let bar = progress_bar(Some(0), "backfill");
     let report = runtime()?.block_on(async {
