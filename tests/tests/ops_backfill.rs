@@ -310,3 +310,48 @@ async fn a_run_covers_the_documents_there_were_when_it_started() {
     );
     env.cleanup().await;
 }
+
+/// An index build's backfill (`for_index`) counts only its own pending entries against
+/// `max_pending`: live writes nobody has drained yet do not stop it. Its entries are for that
+/// index only, so a worker with no such index finishes them as `unchanged` without writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_throttles_on_its_own_entries_and_no_other_index_takes_them() {
+    let env = OpsEnv::new("ops_backfill_for_index").await;
+    insert_raw(&env, "w", "t", 40).await;
+    env.put_docs("live", "t", 15).await; // pending: more than max_pending
+    let opts = BackfillOptions {
+        batch_size: 5,
+        max_pending: Some(10),
+        for_index: Some("v2".into()),
+        run_id: Some("index-v2".into()),
+        ..Default::default()
+    };
+    let ops = env.ops.clone();
+    let run = tokio::spawn(async move { backfill(&ops, &opts, &NoProgress).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let built = env.entries(doc! {"indexes": "v2"}).await;
+    assert_eq!(
+        built.len(),
+        15,
+        "batches while at most 10 of its own are pending (0, 5, 10), then it waits"
+    );
+    assert!(built.iter().all(|e| e.indexes == vec!["v2".to_string()]));
+    assert!(!run.is_finished());
+    run.abort();
+
+    env.drain().await;
+    let done = env.entries(doc! {"indexes": "v2", "status": "done"}).await;
+    assert_eq!(done.len(), 15);
+    assert!(
+        done.iter()
+            .all(|e| e.result == Some(tidemark_core::OutboxResult::Unchanged)),
+        "{done:?}"
+    );
+    let coll = env.collection_id().await;
+    assert_eq!(
+        env.chroma.count(&coll).await.unwrap(),
+        15,
+        "the active index holds the live writes only"
+    );
+    env.cleanup().await;
+}

@@ -1,7 +1,8 @@
 //! The claim window (worker `window.rs`) against the real services: a backlog spread over time
 //! drains earliest first through a bounded window, an entry far behind the window (an expired
 //! lease, a writer with a slow clock) is claimed at once, an entry not yet due waits, and
-//! entries another worker holds at the head of the window are paged past, claim after claim.
+//! entries another worker holds at the head of the window are paged past, claim after claim,
+//! and live entries are claimed before an index build's queued ahead of them.
 
 mod worker_support;
 
@@ -191,4 +192,38 @@ fn assert_drained_in_order(entries: &[tidemark_core::OutboxEntry]) {
         last_done <= first_pending,
         "done up to {last_done}, yet pending from {first_pending}"
     );
+}
+
+/// Entries an application wrote are claimed before an index build's queued ahead of them
+/// (the build takes what live writes leave) among a claim's candidates (two batches, earliest
+/// first), and the build's are claimed when no live one is left.
+#[tokio::test]
+async fn live_entries_are_claimed_before_a_builds_queued_ahead_of_them() {
+    let (env, w, outbox) = backlog_world("wk_window_live", 2).await;
+    // The four earliest entries become an index build's (for `v2`, an index this worker does
+    // not have: they end `unchanged`); the next four are live. A claim sees those eight.
+    let build = doc! {"contentId": {"$regex": "^w0-[0-3]$"}};
+    plant(&outbox, build, doc! {"indexes": ["v2"]}).await;
+    let first = w.process_once().await.unwrap();
+    assert_eq!(first.claimed, 4);
+    let mut done: Vec<String> = env
+        .entries()
+        .await
+        .into_iter()
+        .filter(|e| e.status == OutboxStatus::Done)
+        .map(|e| e.content_id)
+        .collect();
+    done.sort();
+    assert_eq!(
+        done,
+        ["w0-4", "w0-5", "w1-0", "w1-1"],
+        "the first batch takes the live entries behind the build's"
+    );
+    w.drain().await.unwrap();
+    assert_eq!(
+        not_done(&env).await,
+        0,
+        "the build's entries drain after them"
+    );
+    env.cleanup().await;
 }

@@ -44,10 +44,12 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
     let writers = SteadyWriters::start(&store, "live", target, None, Some(stop.clone()));
+    // Live writes wait behind at most about one worker batch of build entries: the build
+    // enqueues half a batch at a time while at most half a batch is pending.
+    let half = (ctx.counts.batch_size / 2).max(1);
     let opts = BackfillOptions {
-        batch_size: ctx.counts.batch_size,
-        // Live writes wait behind at most about one worker batch of build entries.
-        max_pending: Some(ctx.counts.batch_size as u64),
+        batch_size: half,
+        max_pending: Some(half as u64),
         ..BackfillOptions::default()
     };
     let limit = Duration::from_secs_f64(ctx.counts.index_max_seconds);

@@ -22,7 +22,8 @@
 //! the worker is about to index them anyway.
 //! Entries carry the document's version and hash as read inside the transaction.
 //! `max_pending` throttles: before each batch the run waits while more entries than that are
-//! pending, so a re-embed of millions of documents does not flood the outbox.
+//! pending (an index build counts its own only), so a re-embed of millions of documents does
+//! not flood the outbox.
 
 use crate::txn::{self, Body};
 use crate::{rfc3339, Ops, OpsError, Progress};
@@ -48,7 +49,9 @@ pub struct BackfillOptions {
     /// Stop after this many batches (the run stays resumable).
     pub max_batches: Option<u64>,
     /// Before each batch, wait while more than this many entries are pending, so a large
-    /// backfill does not flood the outbox faster than the workers drain it.
+    /// backfill does not flood the outbox faster than the workers drain it. With
+    /// `for_index`, only that index's entries count (the build's own: live writes must not
+    /// stop a build, and they wait behind at most this many build entries).
     pub max_pending: Option<u64>,
     /// Run id; defaults to one derived from the options.
     pub run_id: Option<String>,
@@ -368,7 +371,7 @@ pub async fn backfill(
             break;
         }
         if let Some(max) = opts.max_pending {
-            wait_for_room(ops, max).await?;
+            wait_for_room(ops, max, opts.for_index.as_deref()).await?;
         }
         let page: Vec<Document> = docs
             .find(in_range(&base, last, until))
@@ -407,14 +410,17 @@ pub async fn backfill(
 /// entries, answered from the claim index).
 const ROOM_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Waits (polling every [`ROOM_POLL`]) until at most `max` outbox entries are pending.
-async fn wait_for_room(ops: &Ops, max: u64) -> Result<(), OpsError> {
+/// Waits (polling every [`ROOM_POLL`]) until at most `max` outbox entries are pending (of
+/// those for `index` only, when given).
+async fn wait_for_room(ops: &Ops, max: u64, index: Option<&str>) -> Result<(), OpsError> {
     let outbox = ops.store.database().collection::<Document>(COLL_OUTBOX);
+    let mut filter = doc! {"status": OutboxStatus::Pending};
+    if let Some(name) = index {
+        filter.insert("indexes", name);
+    }
     let mut logged = false;
     loop {
-        let pending = outbox
-            .count_documents(doc! {"status": OutboxStatus::Pending})
-            .await?;
+        let pending = outbox.count_documents(filter.clone()).await?;
         if pending <= max {
             return Ok(());
         }

@@ -110,7 +110,7 @@ impl Outbox {
 
     /// One page of the claim query, earliest first: up to `limit` pending entries with `after <
     /// nextAttemptAt <= min(upper, now)`; `rows` are those not leased by a live worker at
-    /// `now` (`{_id, documentId, nextAttemptAt}`, with their `times`), `found` how many entries
+    /// `now` (`{_id, documentId, nextAttemptAt, indexes}`, with their `times`), `found` how many entries
     /// the page held, leased or not.
     pub async fn due_page(
         &self,
@@ -125,7 +125,7 @@ impl Outbox {
             .sort(doc! {"nextAttemptAt": 1})
             .limit(limit as i64)
             .batch_size(limit.min(u32::MAX as usize) as u32)
-            .projection(doc! {"documentId": 1, "nextAttemptAt": 1, "lease": 1})
+            .projection(doc! {"documentId": 1, "nextAttemptAt": 1, "lease": 1, "indexes": 1})
             .await?
             .try_collect()
             .await?;

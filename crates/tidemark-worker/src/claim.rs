@@ -6,6 +6,11 @@
 //! entries of the same document at the same time, even when a new entry of that document
 //! arrives mid-batch. An entry that cannot even be parsed ends dead at once. The due entries
 //! are asked for within the worker's [`ClaimWindow`], so a claim costs what the batch needs.
+//!
+//! Among the candidates (about two batches, earliest first), the entries applications wrote
+//! come before an index build's (those with `indexes`): a build takes what live writes leave,
+//! so it does not delay them by the batches it has queued. Build entries are still taken
+//! earliest first whenever the live ones do not fill the batch.
 
 use crate::locks::DocLocks;
 use crate::metrics::Metrics;
@@ -45,7 +50,9 @@ impl Claimer<'_> {
         let at = Instant::now();
         let now = DateTime::now();
         let until = later(now, self.lease);
-        let cands = self.candidates(now, limit * 2).await?;
+        let mut cands = self.candidates(now, limit * 2).await?;
+        // Live entries first (a stable sort: each kind stays earliest first).
+        cands.sort_by_key(|c| c.contains_key("indexes"));
         let mut wanted: Vec<ObjectId> = Vec::new();
         for c in &cands {
             if let Ok(id) = c.get_object_id("documentId") {

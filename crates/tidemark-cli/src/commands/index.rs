@@ -37,9 +37,9 @@ enum Action {
         /// Documents per batch (one transaction each).
         #[arg(long, default_value_t = 500)]
         batch_size: usize,
-        /// Before each batch, wait while more than this many outbox entries are pending, so
-        /// the build only takes what the workers have to spare (live writes wait behind at
-        /// most this many build entries); 0 for no limit.
+        /// Before each batch, wait while more than this many of the build's own entries are
+        /// pending, so live writes wait behind at most this many (plus one batch) build
+        /// entries and a busy writer never stops the build; 0 for no limit.
         #[arg(long, default_value_t = 1000)]
         max_pending: u64,
         /// Stop after this many batches.
