@@ -355,3 +355,41 @@ async fn a_build_throttles_on_its_own_entries_and_no_other_index_takes_them() {
     );
     env.cleanup().await;
 }
+
+/// `max_lag`: a run yields while live entries (an application's, due now) have waited longer
+/// than that, and goes on once the workers caught up; its own entries never hold it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_yields_while_live_entries_wait_longer_than_max_lag() {
+    let env = OpsEnv::new("ops_backfill_max_lag").await;
+    insert_raw(&env, "w", "t", 10).await;
+    env.put_docs("live", "t", 3).await;
+    tokio::time::sleep(Duration::from_millis(400)).await; // the live entries wait > 200 ms
+    let opts = BackfillOptions {
+        batch_size: 5,
+        max_lag: Some(Duration::from_millis(200)),
+        for_index: Some("v2".into()),
+        run_id: Some("index-v2".into()),
+        ..Default::default()
+    };
+    let ops = env.ops.clone();
+    let run = tokio::spawn(async move { backfill(&ops, &opts, &NoProgress).await });
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(!run.is_finished());
+    assert!(
+        env.entries(doc! {"indexes": "v2"}).await.is_empty(),
+        "nothing enqueued while live entries wait"
+    );
+    env.drain().await;
+    let r = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the run goes on once the live entries are done")
+        .unwrap()
+        .unwrap();
+    assert!(r.completed);
+    let every_document = 13; // the live ones are documents too
+    assert_eq!(
+        env.entries(doc! {"indexes": "v2"}).await.len(),
+        every_document
+    );
+    env.cleanup().await;
+}

@@ -26,6 +26,8 @@ use tidemark_store::Store;
 /// The new index's name and dimension (its hashing embedder differs from `main`'s).
 pub const NEW_INDEX: &str = "v2";
 pub const NEW_DIMENSION: usize = 256;
+/// The build yields while live entries have been due longer than this (`index build`'s default).
+pub const BUILD_MAX_LAG: Duration = Duration::from_millis(500);
 
 pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     let n = ctx.counts.index_docs;
@@ -44,12 +46,14 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
     let writers = SteadyWriters::start(&store, "live", target, None, Some(stop.clone()));
-    // Live writes wait behind at most about one worker batch of build entries: the build
-    // enqueues half a batch at a time while at most half a batch is pending.
+    // The build's throttle as `tidemark index build` sets it by default (it yields while live
+    // entries have been due over half a second), with at most about one worker batch of its
+    // own entries queued: half a batch at a time while at most half a batch is pending.
     let half = (ctx.counts.batch_size / 2).max(1);
     let opts = BackfillOptions {
         batch_size: half,
         max_pending: Some(half as u64),
+        max_lag: Some(BUILD_MAX_LAG),
         ..BackfillOptions::default()
     };
     let limit = Duration::from_secs_f64(ctx.counts.index_max_seconds);

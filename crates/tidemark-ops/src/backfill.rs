@@ -21,9 +21,10 @@
 //! model (checked per batch by id). In `missing_only` mode, documents with a pending outbox entry are skipped:
 //! the worker is about to index them anyway.
 //! Entries carry the document's version and hash as read inside the transaction.
-//! `max_pending` throttles: before each batch the run waits while more entries than that are
-//! pending (an index build counts its own only), so a re-embed of millions of documents does
-//! not flood the outbox.
+//! `max_pending` and `max_lag` throttle (see `throttle`): before each batch the run waits while
+//! more entries than that are pending (an index build counts its own only) or live entries have
+//! waited longer, so a re-embed of millions of documents neither floods the outbox nor delays
+//! the applications' changes.
 
 use crate::txn::{self, Body};
 use crate::{rfc3339, Ops, OpsError, Progress};
@@ -57,6 +58,9 @@ pub struct BackfillOptions {
     pub run_id: Option<String>,
     /// Forget the checkpoint of this run and start from the beginning.
     pub restart: bool,
+    /// Before each batch, wait while the live entries due (those applications wrote) have
+    /// waited longer than this: the run yields to them.
+    pub max_lag: Option<std::time::Duration>,
     /// Entries for this index definition only (an index build: the other live indexes hold
     /// these documents already, so the workers leave them alone there).
     pub for_index: Option<String>,
@@ -72,12 +76,22 @@ impl Default for BackfillOptions {
             max_pending: None,
             run_id: None,
             restart: false,
+            max_lag: None,
             for_index: None,
         }
     }
 }
 
 impl BackfillOptions {
+    /// The throttle these options describe.
+    pub fn throttle(&self) -> crate::throttle::Throttle {
+        crate::throttle::Throttle {
+            max_pending: self.max_pending,
+            max_lag: self.max_lag,
+            index: self.for_index.clone(),
+        }
+    }
+
     /// The run id used: the explicit one or `all`/`missing` plus `-type-<T>`.
     pub fn effective_run_id(&self) -> String {
         if let Some(r) = &self.run_id {
@@ -366,13 +380,12 @@ pub async fn backfill(
     progress.phase("backfill", Some(total));
     progress.inc(report.total_scanned.min(total));
     let batch = opts.batch_size.clamp(1, 5000);
+    let throttle = opts.throttle();
     loop {
         if opts.max_batches.is_some_and(|m| report.batches >= m) {
             break;
         }
-        if let Some(max) = opts.max_pending {
-            wait_for_room(ops, max, opts.for_index.as_deref()).await?;
-        }
+        throttle.wait(ops).await?;
         let page: Vec<Document> = docs
             .find(in_range(&base, last, until))
             .sort(doc! {"_id": 1})
@@ -404,36 +417,6 @@ pub async fn backfill(
     }
     tracing::info!(run = %run, scanned = report.scanned, enqueued = report.enqueued, completed = report.completed, "backfill stopped");
     Ok(report)
-}
-
-/// How often a throttled run looks at the pending count again (a count of the pending
-/// entries, answered from the claim index).
-const ROOM_POLL: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Waits (polling every [`ROOM_POLL`]) until at most `max` outbox entries are pending (of
-/// those for `index` only, when given).
-async fn wait_for_room(ops: &Ops, max: u64, index: Option<&str>) -> Result<(), OpsError> {
-    let outbox = ops.store.database().collection::<Document>(COLL_OUTBOX);
-    let mut filter = doc! {"status": OutboxStatus::Pending};
-    if let Some(name) = index {
-        filter.insert("indexes", name);
-    }
-    let mut logged = false;
-    loop {
-        let pending = outbox.count_documents(filter.clone()).await?;
-        if pending <= max {
-            return Ok(());
-        }
-        if !logged {
-            tracing::debug!(
-                pending,
-                max,
-                "backfill waits for the workers to drain the outbox"
-            );
-            logged = true;
-        }
-        tokio::time::sleep(ROOM_POLL).await;
-    }
 }
 
 /// A page of the scan: where it ends, the documents chosen from it, how many it read.

@@ -17,6 +17,7 @@ pub mod backfill;
 pub mod dlq;
 pub mod indexes;
 pub mod status;
+pub mod throttle;
 mod txn;
 pub mod verify;
 pub mod verify_chunks;

@@ -28,6 +28,10 @@ pub struct BackfillArgs {
     /// Before each batch, wait while more than this many outbox entries are pending.
     #[arg(long)]
     pub max_pending: Option<u64>,
+    /// Before each batch, wait while live entries (applications' changes) have been due
+    /// longer than this (e.g. `500ms`), so the backfill yields to them.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub max_lag: Option<std::time::Duration>,
     /// Name of the run (default: from the options, e.g. `missing-type-faq`).
     #[arg(long)]
     pub run_id: Option<String>,
@@ -50,6 +54,7 @@ pub fn run(global: &GlobalArgs, args: BackfillArgs) -> anyhow::Result<ExitCode> 
         max_pending: args.max_pending,
         run_id: args.run_id,
         restart: args.restart,
+        max_lag: args.max_lag,
         for_index: None,
     };
     let bar = progress_bar(Some(0), "backfill");

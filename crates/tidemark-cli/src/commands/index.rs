@@ -42,6 +42,10 @@ enum Action {
         /// entries and a busy writer never stops the build; 0 for no limit.
         #[arg(long, default_value_t = 1000)]
         max_pending: u64,
+        /// Before each batch, wait while live entries (applications' changes) have been due
+        /// longer than this, so the build yields to them; 0 for no limit.
+        #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+        max_lag: std::time::Duration,
         /// Stop after this many batches.
         #[arg(long)]
         max_batches: Option<u64>,
@@ -96,11 +100,13 @@ pub fn run(global: &GlobalArgs, args: IndexArgs) -> anyhow::Result<ExitCode> {
                 name,
                 batch_size,
                 max_pending,
+                max_lag,
                 max_batches,
             } => {
                 let opts = BackfillOptions {
                     batch_size,
                     max_pending: (max_pending > 0).then_some(max_pending),
+                    max_lag: (!max_lag.is_zero()).then_some(max_lag),
                     max_batches,
                     ..BackfillOptions::default()
                 };

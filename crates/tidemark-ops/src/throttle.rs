@@ -1,0 +1,142 @@
+//! The throttle of a backfill or an index build: before each batch, wait while the workers have
+//! enough to do. Two bounds, either optional: how many entries are pending (an index build
+//! counts its own only, so live writes never stop it), and how long the live entries due now
+//! have waited (an index build yields while applications' changes queue up behind it).
+
+use crate::{Ops, OpsError};
+use bson::{doc, DateTime, Document};
+use futures::TryStreamExt;
+use std::time::Duration;
+use tidemark_core::{OutboxStatus, COLL_OUTBOX};
+
+/// How often a throttled run looks at the outbox again.
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// The bounds: at most `max_pending` pending entries (those for `index` only, when given);
+/// live entries (without `indexes`) due for at most `max_lag`.
+#[derive(Debug, Clone, Default)]
+pub struct Throttle {
+    pub max_pending: Option<u64>,
+    pub max_lag: Option<Duration>,
+    pub index: Option<String>,
+}
+
+impl Throttle {
+    /// Whether there is anything to wait for.
+    pub fn is_off(&self) -> bool {
+        self.max_pending.is_none() && self.max_lag.is_none()
+    }
+
+    /// Waits (polling every [`POLL`]) until both bounds hold.
+    pub async fn wait(&self, ops: &Ops) -> Result<(), OpsError> {
+        if self.is_off() {
+            return Ok(());
+        }
+        let outbox = ops.store.database().collection::<Document>(COLL_OUTBOX);
+        let mut logged = false;
+        loop {
+            let why = self.reason(&outbox).await?;
+            let Some(why) = why else {
+                return Ok(());
+            };
+            if !logged {
+                tracing::debug!(why, "backfill waits for the workers");
+                logged = true;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Why the run must wait now, if it must.
+    async fn reason(
+        &self,
+        outbox: &mongodb::Collection<Document>,
+    ) -> Result<Option<String>, OpsError> {
+        if let Some(max) = self.max_pending {
+            let mut filter = doc! {"status": OutboxStatus::Pending};
+            if let Some(name) = &self.index {
+                filter.insert("indexes", name);
+            }
+            let pending = outbox.count_documents(filter).await?;
+            if pending > max {
+                return Ok(Some(format!("{pending} entries pending (at most {max})")));
+            }
+        }
+        if let Some(max) = self.max_lag {
+            let now = DateTime::now();
+            let lag = oldest_live_wait(outbox, now).await?;
+            if lag > max {
+                return Ok(Some(format!(
+                    "live entries due for {lag:?} (at most {max:?})"
+                )));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// How many due entries [`oldest_live_wait`] reads, earliest first, to find a live one among
+/// the build's queued ahead of it.
+const LAG_PAGE: i64 = 512;
+
+/// How long the earliest due live entry (one an application wrote: no `indexes`) has been
+/// due; zero when none is among the first [`LAG_PAGE`] due entries. Entries waiting for a retry
+/// are not due and do not count. The query uses the claim index's fields only (a server may
+/// scan the collection for a predicate the index does not cover); the client picks the first
+/// live entry.
+async fn oldest_live_wait(
+    outbox: &mongodb::Collection<Document>,
+    now: DateTime,
+) -> Result<Duration, OpsError> {
+    let page: Vec<Document> = outbox
+        .find(doc! {"status": OutboxStatus::Pending, "nextAttemptAt": {"$lte": now}})
+        .sort(doc! {"nextAttemptAt": 1})
+        .limit(LAG_PAGE)
+        .batch_size(LAG_PAGE as u32)
+        .projection(doc! {"nextAttemptAt": 1, "indexes": 1})
+        .await?
+        .try_collect()
+        .await?;
+    Ok(page
+        .iter()
+        .find(|d| !d.contains_key("indexes"))
+        .and_then(|d| d.get_datetime("nextAttemptAt").ok().copied())
+        .map(|t| waited(t, now))
+        .unwrap_or_default())
+}
+
+/// The time from `since` to `now` (zero when `since` is later).
+fn waited(since: DateTime, now: DateTime) -> Duration {
+    let ms = now.timestamp_millis() - since.timestamp_millis();
+    Duration::from_millis(ms.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttle_without_bounds_is_off() {
+        assert!(Throttle::default().is_off());
+        let pending = Throttle {
+            max_pending: Some(0),
+            ..Throttle::default()
+        };
+        assert!(!pending.is_off());
+        let lag = Throttle {
+            max_lag: Some(Duration::from_millis(500)),
+            ..Throttle::default()
+        };
+        assert!(!lag.is_off());
+    }
+
+    #[test]
+    fn waited_is_never_negative() {
+        let now = DateTime::from_millis(10_000);
+        assert_eq!(
+            waited(DateTime::from_millis(9_250), now),
+            Duration::from_millis(750)
+        );
+        assert_eq!(waited(DateTime::from_millis(12_000), now), Duration::ZERO);
+    }
+}
