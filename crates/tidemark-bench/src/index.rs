@@ -46,10 +46,12 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
     let writers = SteadyWriters::start(&store, "live", target, None, Some(stop.clone()));
-    // The build's throttle as `tidemark index build` sets it by default (it yields while live
-    // entries have been due over half a second), with at most about one worker batch of its
-    // own entries queued: half a batch at a time while at most half a batch is pending.
-    let half = (ctx.counts.batch_size / 2).max(1);
+    // The build's throttle as `tidemark index build` sets it by default: it yields while live
+    // entries have been due over half a second, and enqueues half a worker batch at a time
+    // while at most half a batch of its own entries is pending.
+    let mut wcfg = ctx.cfg.clone();
+    wcfg.worker.batch_size = ctx.counts.batch_size;
+    let half = tidemark_ops::indexes::build_batch_default(&wcfg);
     let opts = BackfillOptions {
         batch_size: half,
         max_pending: Some(half as u64),

@@ -34,14 +34,15 @@ enum Action {
     /// Fill a building index from the documents (resumable; run again to continue).
     Build {
         name: String,
-        /// Documents per batch (one transaction each).
-        #[arg(long, default_value_t = 500)]
-        batch_size: usize,
+        /// Documents per batch (one transaction each); default half of `worker.batch_size`.
+        #[arg(long)]
+        batch_size: Option<usize>,
         /// Before each batch, wait while more than this many of the build's own entries are
-        /// pending, so live writes wait behind at most this many (plus one batch) build
-        /// entries and a busy writer never stops the build; 0 for no limit.
-        #[arg(long, default_value_t = 1000)]
-        max_pending: u64,
+        /// pending (default half of `worker.batch_size`: live writes then stay in view of
+        /// every claim, which takes them first); 0 for no limit. Higher builds faster on a
+        /// quiet system and delays live writes on a busy one.
+        #[arg(long)]
+        max_pending: Option<u64>,
         /// Before each batch, wait while live entries (applications' changes) have been due
         /// longer than this, so the build yields to them; 0 for no limit.
         #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
@@ -103,8 +104,10 @@ pub fn run(global: &GlobalArgs, args: IndexArgs) -> anyhow::Result<ExitCode> {
                 max_lag,
                 max_batches,
             } => {
+                let half = indexes::build_batch_default(&cfg);
+                let max_pending = max_pending.unwrap_or(half as u64);
                 let opts = BackfillOptions {
-                    batch_size,
+                    batch_size: batch_size.unwrap_or(half),
                     max_pending: (max_pending > 0).then_some(max_pending),
                     max_lag: (!max_lag.is_zero()).then_some(max_lag),
                     max_batches,
