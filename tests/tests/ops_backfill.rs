@@ -53,6 +53,25 @@ async fn entries_per_doc(env: &OpsEnv) -> HashMap<String, usize> {
     out
 }
 
+/// A backfill run in the background.
+fn spawn_backfill(
+    env: &OpsEnv,
+    opts: BackfillOptions,
+) -> tokio::task::JoinHandle<Result<tidemark_ops::backfill::BackfillReport, OpsError>> {
+    let ops = env.ops.clone();
+    tokio::spawn(async move { backfill(&ops, &opts, &NoProgress).await })
+}
+
+/// The options of an index build of `v2` (its run id and entries), batches of 5.
+fn build_of_v2() -> BackfillOptions {
+    BackfillOptions {
+        batch_size: 5,
+        for_index: Some("v2".into()),
+        run_id: Some("index-v2".into()),
+        ..Default::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_only_by_type_resumes_after_a_batch_limit_and_enqueues_each_once() {
     let env = OpsEnv::new("ops_backfill").await;
@@ -251,8 +270,7 @@ async fn max_pending_holds_the_backfill_until_the_worker_drains() {
         max_pending: Some(0),
         ..Default::default()
     };
-    let ops = env.ops.clone();
-    let run = tokio::spawn(async move { backfill(&ops, &opts, &NoProgress).await });
+    let run = spawn_backfill(&env, opts);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         env.entries(doc! {}).await.len(),
@@ -320,14 +338,10 @@ async fn a_build_throttles_on_its_own_entries_and_no_other_index_takes_them() {
     insert_raw(&env, "w", "t", 40).await;
     env.put_docs("live", "t", 15).await; // pending: more than max_pending
     let opts = BackfillOptions {
-        batch_size: 5,
         max_pending: Some(10),
-        for_index: Some("v2".into()),
-        run_id: Some("index-v2".into()),
-        ..Default::default()
+        ..build_of_v2()
     };
-    let ops = env.ops.clone();
-    let run = tokio::spawn(async move { backfill(&ops, &opts, &NoProgress).await });
+    let run = spawn_backfill(&env, opts);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let built = env.entries(doc! {"indexes": "v2"}).await;
     assert_eq!(
@@ -365,14 +379,10 @@ async fn a_build_yields_while_live_entries_wait_longer_than_max_lag() {
     env.put_docs("live", "t", 3).await;
     tokio::time::sleep(Duration::from_millis(400)).await; // the live entries wait > 200 ms
     let opts = BackfillOptions {
-        batch_size: 5,
         max_lag: Some(Duration::from_millis(200)),
-        for_index: Some("v2".into()),
-        run_id: Some("index-v2".into()),
-        ..Default::default()
+        ..build_of_v2()
     };
-    let ops = env.ops.clone();
-    let run = tokio::spawn(async move { backfill(&ops, &opts, &NoProgress).await });
+    let run = spawn_backfill(&env, opts);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(!run.is_finished());
     assert!(

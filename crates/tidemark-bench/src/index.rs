@@ -49,9 +49,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     // The build's throttle as `tidemark index build` sets it by default: it yields while live
     // entries have been due over half a second, and enqueues half a worker batch at a time
     // while at most half a batch of its own entries is pending.
-    let mut wcfg = ctx.cfg.clone();
-    wcfg.worker.batch_size = ctx.counts.batch_size;
-    let half = tidemark_ops::indexes::build_batch_default(&wcfg);
+    let half = tidemark_ops::indexes::build_batch_default(ctx.counts.batch_size);
     let opts = BackfillOptions {
         batch_size: half,
         max_pending: Some(half as u64),

@@ -93,8 +93,8 @@ pub async fn create(store: &Store, cfg: &Config, name: &str) -> Result<IndexDef,
 /// A build's batch size and pending bound when not given: half a worker batch each, so at
 /// most about one worker batch of build entries is queued and the live entries stay within
 /// every claim's view (two batches), where they are taken first.
-pub fn build_batch_default(cfg: &Config) -> usize {
-    (cfg.worker.batch_size / 2).max(1)
+pub fn build_batch_default(worker_batch_size: usize) -> usize {
+    (worker_batch_size / 2).max(1)
 }
 
 /// Builds `name`: enqueues every document (resumable; `opts` throttles), then records that

@@ -8,8 +8,8 @@
 //! makes more pieces, and everything downstream already works per piece.
 //!
 //! Rules (the invariants): the newest entry per document is the primary, older ones are
-//! `superseded` (the primary then covers their indexes too, see `OutboxEntry::indexes`); an entry older than its document is `superseded`, one newer than its document
-//! waits (retry); a missing document means its vectors are deleted; a content hash that does not
+//! `superseded` (the primary then covers their indexes too, see `OutboxEntry::indexes`); an
+//! entry older than its document is `superseded`, one newer than its document waits (retry); a missing document means its vectors are deleted; a content hash that does not
 //! match the content is a permanent error; a vector with the same content hash and model is not
 //! embedded again, and only its metadata is updated if that differs.
 

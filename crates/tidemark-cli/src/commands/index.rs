@@ -104,7 +104,7 @@ pub fn run(global: &GlobalArgs, args: IndexArgs) -> anyhow::Result<ExitCode> {
                 max_lag,
                 max_batches,
             } => {
-                let half = indexes::build_batch_default(&cfg);
+                let half = indexes::build_batch_default(cfg.worker.batch_size);
                 let max_pending = max_pending.unwrap_or(half as u64);
                 let opts = BackfillOptions {
                     batch_size: batch_size.unwrap_or(half),
