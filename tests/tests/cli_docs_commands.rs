@@ -2,7 +2,7 @@
 //! file and stdin; metadata; `--wait` timing out with exit 3 when no worker runs; exit 4 for
 //! a missing document; invalid input rejected with nothing written.
 
-mod cli_docs_support;
+use crate::cli_docs_support;
 
 use cli_docs_support::{new_db, tidemark};
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! skipped, exactly the good lines are written (document + entry each), `--stop-on-error` stops
 //! with nothing of the bad line's batch written, and the exit status says whether lines were bad.
 
-mod cli_docs_support;
+use crate::cli_docs_support;
 
 use bson::doc;
 use cli_docs_support::{new_db, tidemark};

@@ -4,7 +4,7 @@
 //! BSON, the driver's topology dump or any text twice. Authentication and TLS failures are in
 //! `fault_auth.rs`.
 
-mod fault_support;
+use crate::fault_support;
 
 use fault_support::{base_config, FaultEnv, WRITER};
 use tidemark_core::config::EmbedderKind;

@@ -10,7 +10,7 @@
 //! - what the worker spent is recorded per index and day (`usage`), equal to the server's own
 //!   count, and `tidemark status` shows it.
 
-mod worker_support;
+use crate::worker_support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! worker work as that user over TLS; a wrong password and an untrusted certificate are clear
 //! one-line errors; the password never appears in any output or log, even at trace level.
 
-mod fault_support;
+use crate::fault_support;
 
 use bson::{doc, Bson};
 use fault_support::base_config;

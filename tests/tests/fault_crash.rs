@@ -3,7 +3,7 @@
 //! exactly once, the worker catches up by itself), and Chroma during a drain (nothing lost,
 //! nothing dead, Chroma equals MongoDB afterwards).
 
-mod fault_support;
+use crate::fault_support;
 
 use fault_support::{FaultEnv, WRITER};
 use std::process::Stdio;

@@ -5,7 +5,7 @@
 //! server's message in `lastError` (and replayable once the fault is gone). Each test ends
 //! with Chroma equal to MongoDB.
 
-mod fault_support;
+use crate::fault_support;
 
 use fault_support::FaultEnv;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! closed, the embedder hanging. (Issue 19: with MongoDB down the worker took 90-125 s
 //! against a 20 s deadline; these tests fail until the worker core bounds every step.)
 
-mod fault_support;
+use crate::fault_support;
 
 use fault_support::FaultEnv;
 use std::time::Duration;

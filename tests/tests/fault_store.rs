@@ -6,7 +6,7 @@
 //! the same appName passes), every acknowledged write is committed exactly once, and after a
 //! drain Chroma equals MongoDB.
 
-mod fault_support;
+use crate::fault_support;
 
 use fault_support::{assert_consumed, FaultEnv, WRITER};
 use std::time::{Duration, Instant};

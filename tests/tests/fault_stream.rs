@@ -5,7 +5,7 @@
 //! and the stream is live again). The sweep interval is 60 s, so a write indexed within a few
 //! seconds proves the stream delivered it.
 
-mod fault_support;
+use crate::fault_support;
 
 use fault_support::{FaultEnv, WORKER};
 use std::time::Duration;

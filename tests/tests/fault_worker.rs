@@ -5,7 +5,7 @@
 //! equal to MongoDB, nothing dead, and the fail point proven consumed by the worker; at the
 //! end the worker stops on SIGTERM with exit 0.
 
-mod fault_support;
+use crate::fault_support;
 
 use fault_support::{assert_consumed, FaultEnv, WORKER};
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@
 //! interrupted build and a worker killed with -9 during it resume; a worker whose configuration
 //! disagrees with the active index refuses to start, naming both; a retired index is dropped.
 
-mod worker_support;
+use crate::worker_support;
 
 use std::path::Path;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! one outbox entry per document (no record written twice), the same reused vectors, and a
 //! clean `migrate verify`.
 
-mod migrate_support;
+use crate::migrate_support;
 
 use migrate_support::{inventory, planted, target_view, Tidemark};
 use std::process::Stdio;

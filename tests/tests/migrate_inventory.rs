@@ -3,7 +3,7 @@
 //! rejects bad mappings naming the collection, the field and an example record; a dry run
 //! leaves every legacy collection, every Chroma collection and the target untouched.
 
-mod migrate_support;
+use crate::migrate_support;
 
 use migrate_support::{entry, inventory, mongo_digest, planted, Legacy, Tidemark, AGENT_CHROMA};
 use serde_json::Value;

@@ -5,7 +5,7 @@
 //! legacy application added or changed; rollback refuses a document an application changed
 //! since (unless --force) and returns the target to empty; the legacy side never changes.
 
-mod migrate_support;
+use crate::migrate_support;
 
 use bson::doc;
 use migrate_support::{inventory, planted, target_view, Legacy, Tidemark};

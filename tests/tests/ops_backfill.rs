@@ -4,7 +4,7 @@
 //! (never indexed, or vector deleted from Chroma) and skips the rest and other types; a run
 //! ends at the documents there were when it started.
 
-mod ops_support;
+use crate::ops_support;
 
 use bson::{doc, oid::ObjectId, Document};
 use futures::TryStreamExt;

@@ -3,7 +3,7 @@
 //! grows), then retried after the cause is fixed and ends done with its vector written. Also
 //! paging newest first, retry --all, skipped ids, and purge touching only old dead entries.
 
-mod ops_support;
+use crate::ops_support;
 
 use bson::{doc, oid::ObjectId, DateTime};
 use ops_support::OpsEnv;

@@ -2,7 +2,7 @@
 //! minute, leases held and expired, resume token age per group, unfinished backfills) and the
 //! exit code as a probe: 0 healthy, 2 when lag or dead entries exceed the configured thresholds.
 
-mod ops_support;
+use crate::ops_support;
 
 use bson::{doc, oid::ObjectId, DateTime};
 use ops_support::OpsEnv;

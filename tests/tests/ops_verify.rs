@@ -4,7 +4,7 @@
 //! those contentIds, in the right category, while pending work is only "in flight". Repair plus
 //! a worker run must end with verify clean.
 
-mod ops_support;
+use crate::ops_support;
 
 use bson::doc;
 use ops_support::{ids_of, sorted, unit, OpsEnv};

@@ -6,8 +6,7 @@
 //!
 //! REQUIRES the binary for the last test: `cargo build -p tidemark-cli` (scripts/test does it).
 
-mod read_support;
-mod worker_support;
+use crate::read_support;
 
 use read_support::{background_worker, reader, stop, Env};
 use reqwest::StatusCode;

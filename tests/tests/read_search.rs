@@ -4,8 +4,8 @@
 //! stale vector is marked and the newer document returned, chunked documents come back once,
 //! read-your-writes sees a document put a moment before, and `history` lists every version.
 
-mod read_support;
-mod worker_support;
+use crate::read_support;
+use crate::worker_support;
 
 use read_support::{background_worker, reader, stop, Env};
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 //! types with the right BSON types, its hash equals `content_hash`, and its versions interleave
 //! correctly with writes of the Rust library (update, delete, re-put).
 
-mod store_support;
+use crate::store_support;
 
 use bson::{doc, Bson, Document};
 use serde_json::Value;

@@ -6,7 +6,7 @@
 //! and `_id`, through one retried transaction on the general path. Each runs twice: writing
 //! with one `bulkWrite` (MongoDB 8.0+) and with two separate writes (older servers).
 
-mod store_support;
+use crate::store_support;
 
 use bson::{doc, oid::ObjectId, DateTime, Document};
 use store_support::{all_entries, drop_db, fresh_store};

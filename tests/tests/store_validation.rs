@@ -1,7 +1,7 @@
 //! Every validation rule of tidemark-store returns `StoreError::Validation` naming the field,
 //! and a rejected call leaves both collections exactly as they were.
 
-mod store_support;
+use crate::store_support;
 
 use serde_json::json;
 use store_support::{all_documents, all_entries, drop_db, fresh_store};

@@ -2,7 +2,7 @@
 //! error (the document IS committed); when the entry is marked done (here by the test, standing
 //! in for the worker's ack) the put returns promptly; a dead entry is reported as such.
 
-mod store_support;
+use crate::store_support;
 
 use bson::{doc, DateTime};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! tidemark-store writes against the real replica set: atomicity of document + outbox entry,
 //! concurrent puts on one contentId, delete then re-put ordering, put_many, reindex, schema.
 
-mod store_support;
+use crate::store_support;
 
 use bson::{doc, oid::ObjectId, Document};
 use futures::TryStreamExt;

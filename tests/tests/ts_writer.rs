@@ -12,9 +12,9 @@
 //! TypeScript side is driven through its small command line, `dist/tools/writer-cli.js`, which
 //! `scripts/test` builds (`npm ci && npm run build` in clients/typescript) before the cargo tests.
 
-mod cli_docs_support;
-mod store_support;
-mod worker_support;
+use crate::cli_docs_support;
+use crate::store_support;
+use crate::worker_support;
 
 use bson::{doc, Bson, Document};
 use futures::TryStreamExt;

@@ -4,7 +4,7 @@
 //! same entries again leaves Chroma identical; versions processed out of order end with the
 //! latest in Chroma.
 
-mod worker_support;
+use crate::worker_support;
 
 use bson::doc;
 use serde_json::json;

@@ -7,7 +7,7 @@
 //! between the kills) still ends with verify clean, and two workers racing over the versions
 //! of the same long documents leave exactly one chunk set per document, of its last version.
 
-mod worker_support;
+use crate::worker_support;
 
 use std::collections::HashSet;
 use std::time::Duration;

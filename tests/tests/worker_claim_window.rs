@@ -4,7 +4,7 @@
 //! entries another worker holds at the head of the window are paged past, claim after claim,
 //! and live entries are claimed before an index build's queued ahead of them.
 
-mod worker_support;
+use crate::worker_support;
 
 use bson::{doc, DateTime, Document};
 use mongodb::Collection;

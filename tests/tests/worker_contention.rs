@@ -2,7 +2,7 @@
 //! documents in multi-document transactions while the worker marks the same documents indexed.
 //! Neither may block the other for good; everything drains and ends consistent.
 
-mod worker_support;
+use crate::worker_support;
 
 use std::time::Duration;
 use tidemark_store::NewDocument;

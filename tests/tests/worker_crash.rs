@@ -7,7 +7,7 @@
 //!
 //! REQUIRES the binary: `cargo build -p tidemark-cli` before this test (scripts/test does it).
 
-mod worker_support;
+use crate::worker_support;
 
 use rand::Rng;
 use std::process::{Child, Command, Stdio};

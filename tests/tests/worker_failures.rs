@@ -3,7 +3,7 @@
 //! `worker.max_attempts`; two workers on one outbox process every entry once and never embed
 //! the same document at the same time.
 
-mod worker_support;
+use crate::worker_support;
 
 use serde_json::json;
 use std::sync::atomic::Ordering;

@@ -4,7 +4,7 @@
 //!
 //! REQUIRES the binary: `cargo build -p tidemark-cli` before this test (scripts/test does it).
 
-mod worker_support;
+use crate::worker_support;
 
 use std::process::Command;
 use tidemark_store::NewDocument;

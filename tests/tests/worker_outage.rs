@@ -3,7 +3,7 @@
 //! its OWN Chroma (`.venv/bin/chroma run`) on a free port with a temporary data folder, so
 //! stopping it disturbs no other test.
 
-mod worker_support;
+use crate::worker_support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

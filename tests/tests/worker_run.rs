@@ -5,7 +5,7 @@
 //! `/metrics`, `/healthz` and `/readyz` answer; several batches in flight in one worker
 //! overlap without ever touching one document twice at once.
 
-mod worker_support;
+use crate::worker_support;
 
 use bson::{doc, Document};
 use futures::StreamExt;
