@@ -54,3 +54,23 @@ mod worker_failures;
 mod worker_local_search;
 mod worker_outage;
 mod worker_run;
+
+/// With `autotests = false` a file of tests/ that is not a module here would never run.
+#[test]
+fn every_test_file_is_a_module_here() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
+    let listed = include_str!("e2e.rs");
+    for f in std::fs::read_dir(dir).expect("tests/ is readable") {
+        let name = f.expect("a directory entry").file_name();
+        let name = name.to_string_lossy();
+        let Some(stem) = name.strip_suffix(".rs") else {
+            continue;
+        };
+        if stem != "e2e" {
+            assert!(
+                listed.contains(&format!("\nmod {stem};\n")),
+                "tests/tests/{name} is not listed in tests/tests/e2e.rs"
+            );
+        }
+    }
+}
