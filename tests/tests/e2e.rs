@@ -1,6 +1,6 @@
-//! Every end-to-end test in one binary: one link instead of one per file (the clean build
-//! and each change link about forty binaries less). Each file is a module named as before,
-//! so `scripts/test worker_crash` still picks a file's tests.
+//! Every end-to-end test in one binary, so a build links it once instead of once per file.
+//! Each file is a module named after it, so `scripts/test worker_crash` still picks a file's
+//! tests.
 
 mod cli_docs_support;
 mod fault_support;
