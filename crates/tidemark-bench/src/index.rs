@@ -10,7 +10,7 @@ use crate::drain::{backlog_raw, wait_drained};
 use crate::lag::{lags_of, SteadyWriters};
 use crate::report::Report;
 use crate::stats::{percentile, rate};
-use crate::worker_proc::{Provider, WorkerProc};
+use crate::worker_proc::{histogram_totals, Provider, WorkerProc};
 use crate::{BenchError, Ctx};
 use bson::doc;
 use futures::TryStreamExt;
@@ -43,6 +43,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     // Every live write goes to both indexes during the build, so the worker's capacity is
     // about half of the corpus drain; half load is half of that.
     let target = (capacity / 4.0).max(1.0);
+    let before = worker.metrics().await?;
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
     let writers = SteadyWriters::start(&store, "live", target, None, Some(stop.clone()));
@@ -80,8 +81,10 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
             false
         }
     };
+    let after = worker.metrics().await?;
     wait_drained(&store, &mut worker, 0, Duration::from_secs(300)).await?;
     worker.stop(Duration::from_secs(30)).await?;
+    report_stages(report, &before, &after);
 
     let (count, window_s) = build_window(&store, def.created_at.timestamp_millis()).await?;
     report.add(
@@ -152,6 +155,30 @@ fn report_live_lag(report: &mut Report, lags: &[f64]) {
         "live commit-to-done lag max",
         p(100.0),
         "s",
+    );
+}
+
+/// Where the time went during the build, from the worker's histograms (the difference of two
+/// scrapes): the live entries' mean wait from commit to claim, and the mean Chroma upsert (of
+/// either index, live or build entries).
+fn report_stages(report: &mut Report, before: &str, after: &str) {
+    let (b, a) = (histogram_totals(before), histogram_totals(after));
+    let mean = |key: &str| {
+        let (s0, c0) = b.get(key).copied().unwrap_or_default();
+        let (s1, c1) = a.get(key).copied().unwrap_or_default();
+        (s1 - s0) / (c1.saturating_sub(c0)).max(1) as f64
+    };
+    report.add(
+        "index.live_queue_s",
+        "live entries' mean wait from commit to claim",
+        mean("tidemark_queue_seconds{kind=\"live\"}"),
+        "s",
+    );
+    report.add(
+        "index.upsert_ms",
+        "mean Chroma upsert during the build (either index)",
+        mean("tidemark_vector_write_seconds{op=\"upsert\"}") * 1000.0,
+        "ms",
     );
 }
 

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub entries_processed_total: IntCounterVec,
     /// Seconds from the entry's commit (`createdAt`) to done.
     pub end_to_end_seconds: Histogram,
+    pub queue_seconds: HistogramVec,
     pub embed_seconds: Histogram,
     /// Seconds of Chroma writes (upsert, metadata update, delete).
     pub vector_write_seconds: HistogramVec,
@@ -68,6 +69,14 @@ impl Metrics {
                     "Seconds from outbox commit to done",
                 )
                 .buckets(secs_buckets()),
+            )?,
+            queue_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "tidemark_queue_seconds",
+                    "Seconds from outbox commit to claim, by kind (live: an application's write; build: an index build's)",
+                )
+                .buckets(secs_buckets()),
+                &["kind"],
             )?,
             embed_seconds: Histogram::with_opts(
                 HistogramOpts::new("tidemark_embed_seconds", "Seconds per embedder call")
@@ -128,6 +137,7 @@ impl Metrics {
         registry.register(Box::new(m.outbox_lag_seconds.clone()))?;
         registry.register(Box::new(m.entries_processed_total.clone()))?;
         registry.register(Box::new(m.end_to_end_seconds.clone()))?;
+        registry.register(Box::new(m.queue_seconds.clone()))?;
         registry.register(Box::new(m.embed_seconds.clone()))?;
         registry.register(Box::new(m.vector_write_seconds.clone()))?;
         registry.register(Box::new(m.batch_size.clone()))?;
@@ -140,6 +150,22 @@ impl Metrics {
         registry.register(Box::new(m.build_info.clone()))?;
         tidemark_embed::metrics::register(registry)?;
         Ok(m)
+    }
+
+    /// Observes how long each of a batch's entries waited from its commit to this claim.
+    pub fn observe_queued(&self, entries: &[tidemark_core::OutboxEntry]) {
+        let now = bson::DateTime::now().timestamp_millis();
+        for e in entries {
+            let kind = if e.indexes.is_empty() {
+                "live"
+            } else {
+                "build"
+            };
+            let ms = (now - e.created_at.timestamp_millis()).max(0);
+            self.queue_seconds
+                .with_label_values(&[kind])
+                .observe(ms as f64 / 1000.0);
+        }
     }
 }
 

@@ -128,6 +128,7 @@ impl Worker {
             metrics: metrics.clone(),
             stats: Arc::new(Stats::default()),
             vector_writes: Semaphore::new(vector_writes),
+            build_writes: Semaphore::new(vector_writes),
             vector_writes_max: vector_writes,
         };
         Ok(Worker {
@@ -245,6 +246,7 @@ impl Worker {
         if !claimed.entries.is_empty() {
             p.exec.stats.batches.fetch_add(1, Ordering::Relaxed);
             p.metrics.batch_size.observe(claimed.entries.len() as f64);
+            p.metrics.observe_queued(&claimed.entries);
             let ids: Vec<_> = claimed.entries.iter().map(|e| e.id).collect();
             let clock = LeaseClock::new(claimed.docs.clone(), ids, claimed.at, p.cfg.worker.lease);
             let claims = Claims {
