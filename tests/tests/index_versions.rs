@@ -14,7 +14,6 @@ use std::path::Path;
 use std::time::Duration;
 use tidemark_core::config::EmbedderKind;
 use tidemark_e2e::procs::{self, WorkerProc};
-use tidemark_e2e::proxy::{Fault, FaultProxy};
 use tidemark_embed::hash::HashEmbedder;
 use tidemark_embed::Embedder;
 use tidemark_store::NewDocument;
@@ -399,87 +398,6 @@ async fn a_build_writes_only_the_building_index() {
     assert_eq!(
         code, 2,
         "verify of main finds the planted drift: {out}\n{err}"
-    );
-    worker.sigterm();
-    let _ = worker.wait_exit(Duration::from_secs(15)).await;
-    env.cleanup().await;
-}
-
-/// A live write does not wait for an index build's: the fault proxy in front of Chroma holds
-/// the build's write to v2 for 6 s, and a document written meanwhile is done in both indexes
-/// long before (a build's writes have their own slot, and its entries are recorded apart from
-/// the live ones); the build then finishes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_live_write_does_not_wait_for_a_held_build_write() {
-    let mut a = test_config("ix_prio");
-    a.embedder.provider = EmbedderKind::Hash;
-    a.embedder.dimension = 64;
-    let mut b = a.clone();
-    b.embedder.dimension = 32;
-    let mut env = Env::with_config(a.clone()).await;
-    env.model = "hash-64".into();
-    let proxy = FaultProxy::start(&a.chroma.url).await;
-    let mut via_proxy = a.clone();
-    via_proxy.chroma.url = proxy.url();
-    let dir = tidemark_e2e::servers::temp_dir("ix_prio");
-    let cfg_a = procs::write_config(&via_proxy, &dir.join("a"));
-    let cfg_b = procs::write_config(&b, &dir.join("b"));
-    let docs: Vec<_> = (0..20)
-        .map(|i| NewDocument::new(format!("n{i}"), "note", text(i)))
-        .collect();
-    env.store.put_many(docs).await.unwrap();
-    let mut worker = WorkerProc::spawn(&cfg_a, "warn");
-    wait_drained(&env, "the corpus").await;
-
-    ok(&cfg_b, &["index", "create", "v2"]);
-    // Collections are created on first write; create v2's now to know its id.
-    let v2 = format!("{}__hash-32__v2", a.chroma.namespace);
-    let v2 = env.chroma.get_or_create_collection(&v2).await.unwrap();
-    proxy.schedule(
-        &format!("{}/upsert", v2.id),
-        [Fault::Delay(Duration::from_secs(6))],
-    );
-    // The worker re-reads the definitions every 2 s: let it take v2 up before the build.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let build = std::thread::spawn(move || cli(&cfg_b, &["index", "build", "v2"]));
-    let held = wait_until(Duration::from_secs(30), || async {
-        proxy.pending_faults() == 0
-    })
-    .await;
-    assert!(held, "the build's write to v2 never reached the proxy");
-
-    let t = std::time::Instant::now();
-    let live = env
-        .store
-        .put(NewDocument::new("live", "note", text(900)))
-        .await
-        .unwrap();
-    let done = wait_until(Duration::from_secs(20), || async {
-        let e = tidemark_e2e::outbox_entries(&env.store, bson::doc! {"_id": live.outbox_id}).await;
-        e.first()
-            .is_some_and(|e| e.status == tidemark_core::OutboxStatus::Done)
-    })
-    .await;
-    let took = t.elapsed();
-    assert!(done, "the live entry was not done within 20 s");
-    let held_back = tidemark_e2e::outbox_entries(
-        &env.store,
-        bson::doc! {"indexes": "v2", "status": "pending"},
-    )
-    .await;
-    assert!(
-        took < Duration::from_secs(4) && !held_back.is_empty(),
-        "the live entry took {took:?} (the build's write is held 6 s); build entries still pending: {}",
-        held_back.len()
-    );
-
-    let (code, out, err) = build.join().unwrap();
-    assert_eq!(code, 0, "index build: {out}\n{err}");
-    wait_drained(&env, "after the build").await;
-    assert_eq!(
-        env.chroma.count(&v2.id).await.unwrap(),
-        21,
-        "v2 holds the corpus and the live write"
     );
     worker.sigterm();
     let _ = worker.wait_exit(Duration::from_secs(15)).await;

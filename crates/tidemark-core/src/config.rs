@@ -202,8 +202,7 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Chroma vector writes in flight at once across those batches. 1 keeps the vector store
     /// busy with one write after another (the other batches claim, read and embed meanwhile);
-    /// a Chroma with cores to spare may take more. An index build's writes have as many slots
-    /// of their own, so live writes never queue behind them.
+    /// a Chroma with cores to spare may take more.
     pub vector_writes: usize,
     #[serde(with = "duration_str")]
     pub batch_wait: Duration,

@@ -5,7 +5,7 @@
 //! acknowledged it). An entry written for some indexes only (an index build's) is carried
 //! out in those lanes only; one no live index needs any more is done as `unchanged`.
 
-use crate::execute::{settle, Executor, Outcomes, Part};
+use crate::execute::{settle, Executor, Outcomes};
 use crate::lease::Claims;
 use crate::plan::{self, Documents, Failure, Outcome, Shape, Target};
 use crate::record::{EntryInfo, Recorder};
@@ -63,11 +63,6 @@ fn release_all(out: &mut Outcomes, entries: impl IntoIterator<Item = ObjectId>) 
 
 impl BatchCtx<'_> {
     /// Processes one claimed batch and records every entry's outcome.
-    ///
-    /// The entries applications wrote and an index build's are carried out side by side, each
-    /// recorded when its own writes are: a live entry is done when both indexes have it, not
-    /// when the build's entries claimed beside it are written too (their documents differ:
-    /// coalescing left one entry per document).
     pub async fn process(
         &self,
         entries: Vec<OutboxEntry>,
@@ -75,34 +70,8 @@ impl BatchCtx<'_> {
     ) -> Result<BatchReport, WorkerError> {
         let mut info = EntryInfo::of(&entries);
         let (primary, settled) = plan::coalesce(entries);
-        let out: Outcomes = settled.into_iter().collect();
-        let mut unneeded = Outcomes::new();
-        let primary = self.needed(primary, &mut info, &mut unneeded);
-        let (live, build): (Vec<_>, Vec<_>) =
-            primary.into_iter().partition(|e| e.indexes.is_empty());
-        let info = &info;
-        let (a, b) = futures::join!(
-            self.part(Part::Live, live, out, claims, info),
-            self.part(Part::Build, build, unneeded, claims, info),
-        );
-        let mut report = a?;
-        report.add(&b?);
-        Ok(report)
-    }
-
-    /// Reads the documents of `primary`, writes every lane side by side and records the
-    /// outcomes (with those already in `out`).
-    async fn part(
-        &self,
-        part: Part,
-        primary: Vec<OutboxEntry>,
-        mut out: Outcomes,
-        claims: &Claims<'_>,
-        info: &HashMap<ObjectId, EntryInfo>,
-    ) -> Result<BatchReport, WorkerError> {
-        if primary.is_empty() && out.is_empty() {
-            return Ok(BatchReport::default());
-        }
+        let mut out: Outcomes = settled.into_iter().collect();
+        let primary = self.needed(primary, &mut info, &mut out);
         let ids: Vec<ObjectId> = primary.iter().map(|e| e.document_id).collect();
         let docs = read_documents(self.db, &ids).await?;
         // The indexes are written side by side; each lane's outcomes are its own, combined
@@ -117,7 +86,7 @@ impl BatchCtx<'_> {
             async move {
                 let mut lane_out = Outcomes::new();
                 if !mine.is_empty() {
-                    Self::lane(lane, part, mine, docs, claims, &mut lane_out).await;
+                    Self::lane(lane.exec, lane.shape, mine, docs, claims, &mut lane_out).await;
                 }
                 lane_out
             }
@@ -127,7 +96,7 @@ impl BatchCtx<'_> {
                 settle(&mut out, e, o);
             }
         }
-        self.recorder.record(out, info).await
+        self.recorder.record(out, &info).await
     }
 
     /// The primary entries some lane needs; the others are done (`unchanged`: the index
@@ -155,14 +124,13 @@ impl BatchCtx<'_> {
 
     /// Plans and writes one index.
     async fn lane(
-        lane: LaneRef<'_>,
-        part: Part,
+        exec: &Executor,
+        shape: &Shape,
         primary: Vec<OutboxEntry>,
         docs: Documents,
         claims: &Claims<'_>,
         out: &mut Outcomes,
     ) {
-        let (exec, shape) = (lane.exec, lane.shape);
         let decided = plan::decide(primary, docs, shape);
         for (e, o) in decided.outcomes {
             settle(out, e, o);
@@ -177,7 +145,7 @@ impl BatchCtx<'_> {
             exec.delete(&deletes, out).await;
         }
         if !targets.is_empty() {
-            Self::index(exec, shape, part, targets, claims, out).await;
+            Self::index(exec, shape, targets, claims, out).await;
         }
     }
 
@@ -186,7 +154,6 @@ impl BatchCtx<'_> {
     async fn index(
         exec: &Executor,
         shape: &Shape,
-        part: Part,
         targets: Vec<Target>,
         claims: &Claims<'_>,
         out: &mut Outcomes,
@@ -245,7 +212,7 @@ impl BatchCtx<'_> {
                 release_all(out, groups.flatten().map(|e| e.entry));
                 return;
             }
-            exec.upsert(ready, out, part).await;
+            exec.upsert(ready, out).await;
         }
     }
 }

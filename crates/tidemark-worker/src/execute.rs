@@ -4,8 +4,7 @@
 //! Isolation: first attempts are embedded in one call and retried documents one call each, so
 //! a document that keeps failing never drags its batch along; a batch the embedder or the index
 //! rejects permanently is retried item by item, so only the poisoned ones fail. Vector writes
-//! across the batches in flight are bounded by `worker.vector_writes`, for live entries and for
-//! an index build's each.
+//! across the batches in flight are bounded by `worker.vector_writes`.
 
 use crate::metrics::Metrics;
 use crate::plan::{Delete, Embed, Failure, Outcome, Stored};
@@ -50,24 +49,14 @@ impl tidemark_core::chunk::TokenCounter for EmbedderCounter {
     }
 }
 
-/// Whose entries a write carries out: applications' (live) or an index build's. Each has its
-/// own vector write slots, so a live write never queues behind a build's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Part {
-    Live,
-    Build,
-}
-
 /// Everything writing needs: the index, the embedder, metrics and counters.
 pub(crate) struct Executor {
     pub index: Arc<dyn VectorIndex>,
     pub embedder: SharedEmbedder,
     pub metrics: Metrics,
     pub stats: Arc<Stats>,
-    /// Vector writes in flight at once (across the batches in flight), for live entries and
-    /// for an index build's.
+    /// Vector writes in flight at once (across the batches in flight).
     pub vector_writes: Semaphore,
-    pub build_writes: Semaphore,
     pub vector_writes_max: usize,
 }
 
@@ -242,15 +231,11 @@ impl Executor {
     }
 
     /// Upserts embedded vectors; a permanent rejection of several is retried one by one.
-    pub async fn upsert(&self, items: Vec<Embed>, out: &mut Outcomes, part: Part) {
+    pub async fn upsert(&self, items: Vec<Embed>, out: &mut Outcomes) {
         let writes: Vec<VectorWrite> = items.iter().map(|e| e.write.clone()).collect();
-        let slots = match part {
-            Part::Live => &self.vector_writes,
-            Part::Build => &self.build_writes,
-        };
-        let permit = slots.acquire().await.expect("never closed");
+        let permit = self.vector_writes.acquire().await.expect("never closed");
         // Writes in flight now, this one included: the permits taken.
-        let held = self.vector_writes_max - slots.available_permits();
+        let held = self.vector_writes_max - self.vector_writes.available_permits();
         self.stats
             .max_vector_writes_in_flight
             .fetch_max(held as u64, Ordering::Relaxed);
@@ -267,7 +252,7 @@ impl Executor {
             Err(e) if !e.is_transient() && items.len() > 1 => {
                 tracing::warn!(error = %e, n = items.len(), "upsert failed permanently; retrying record by record");
                 for it in items {
-                    Box::pin(self.upsert(vec![it], out, part)).await;
+                    Box::pin(self.upsert(vec![it], out)).await;
                 }
             }
             Err(e) => {

@@ -92,7 +92,6 @@ pub(crate) async fn refresh(w: &Worker) -> Result<(), WorkerError> {
             metrics: p.metrics.clone(),
             stats: p.exec.stats.clone(),
             vector_writes: Semaphore::new(writes),
-            build_writes: Semaphore::new(writes),
             vector_writes_max: writes,
         };
         tracing::info!(index = %def.name, state = def.state.as_str(), collection = %def.collection, "writing a further index");

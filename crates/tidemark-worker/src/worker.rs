@@ -128,7 +128,6 @@ impl Worker {
             metrics: metrics.clone(),
             stats: Arc::new(Stats::default()),
             vector_writes: Semaphore::new(vector_writes),
-            build_writes: Semaphore::new(vector_writes),
             vector_writes_max: vector_writes,
         };
         Ok(Worker {
