@@ -17,6 +17,7 @@ pub struct Metrics {
     pub entries_processed_total: IntCounterVec,
     /// Seconds from the entry's commit (`createdAt`) to done.
     pub end_to_end_seconds: Histogram,
+    /// Seconds from the entry's commit to its claim (at each claim, a retry's too), by kind.
     pub queue_seconds: HistogramVec,
     pub embed_seconds: Histogram,
     /// Seconds of Chroma writes (upsert, metadata update, delete).
