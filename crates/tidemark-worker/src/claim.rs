@@ -10,10 +10,7 @@
 //! Among the candidates (about two batches, earliest first), the entries applications wrote
 //! come before an index build's (those with `indexes`): a build takes what live writes leave,
 //! so it does not delay them by the batches it has queued. Build entries are still taken
-//! earliest first whenever the live ones do not fill the batch. And a build never holds every
-//! batch slot: while `worker.concurrency - 1` batches in flight carry build entries, the next
-//! claim takes live entries only ([`may_take_build`]), so a live write always finds a slot
-//! without waiting for a build batch to finish.
+//! earliest first whenever the live ones do not fill the batch.
 
 use crate::locks::DocLocks;
 use crate::metrics::Metrics;
@@ -34,23 +31,7 @@ pub(crate) struct Claimed {
     pub docs: Vec<ObjectId>,
     /// Due entries skipped because their document is locked by another worker.
     pub blocked: usize,
-    /// Due build entries left for a later claim because the build already has its slots.
-    pub held_back: usize,
     pub at: Instant,
-}
-
-impl Claimed {
-    /// Whether this batch carries entries of an index build.
-    pub fn has_build(&self) -> bool {
-        self.entries.iter().any(|e| !e.indexes.is_empty())
-    }
-}
-
-/// Whether the next claim may take build entries, with `concurrency` batch slots of which
-/// `build_in_flight` hold batches carrying build entries: the build gets every slot but one,
-/// which stays for live writes (a single slot is shared, or a build would never run).
-pub fn may_take_build(concurrency: usize, build_in_flight: usize) -> bool {
-    concurrency <= 1 || build_in_flight + 1 < concurrency
 }
 
 /// What claiming needs: the outbox, this worker's locks, the lease length.
@@ -64,20 +45,14 @@ pub(crate) struct Claimer<'a> {
 }
 
 impl Claimer<'_> {
-    /// Locks up to `limit` documents with due entries and leases their entries; build entries
-    /// only when `take_build` (those of a document locked for a live entry come along).
-    pub async fn claim(&self, limit: usize, take_build: bool) -> mongodb::error::Result<Claimed> {
+    /// Locks up to `limit` documents with due entries and leases their entries.
+    pub async fn claim(&self, limit: usize) -> mongodb::error::Result<Claimed> {
         let at = Instant::now();
         let now = DateTime::now();
         let until = later(now, self.lease);
         let mut cands = self.candidates(now, limit * 2).await?;
         // Live entries first (a stable sort: each kind stays earliest first).
         cands.sort_by_key(|c| c.contains_key("indexes"));
-        let before = cands.len();
-        if !take_build {
-            cands.retain(|c| !c.contains_key("indexes"));
-        }
-        let held_back = before - cands.len();
         let mut wanted: Vec<ObjectId> = Vec::new();
         for c in &cands {
             if let Ok(id) = c.get_object_id("documentId") {
@@ -111,7 +86,6 @@ impl Claimer<'_> {
             entries,
             docs,
             blocked,
-            held_back,
             at,
         })
     }
@@ -180,29 +154,5 @@ impl Claimer<'_> {
             .with_label_values(&["dead"])
             .inc();
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::may_take_build;
-
-    #[test]
-    fn a_single_slot_is_shared_with_the_build() {
-        assert!(may_take_build(1, 0));
-        assert!(may_take_build(1, 1));
-        assert!(may_take_build(0, 0), "0 is read as one slot");
-    }
-
-    #[test]
-    fn the_build_gets_every_slot_but_one() {
-        assert!(may_take_build(2, 0));
-        assert!(
-            !may_take_build(2, 1),
-            "the second of two slots stays for live writes"
-        );
-        assert!(may_take_build(4, 2));
-        assert!(!may_take_build(4, 3));
-        assert!(!may_take_build(4, 4));
     }
 }

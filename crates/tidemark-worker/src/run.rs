@@ -15,8 +15,6 @@ use crate::WorkerError;
 use bson::Document;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 use tidemark_core::COLL_OUTBOX;
 use tokio::sync::watch;
@@ -63,23 +61,6 @@ fn gauge_pause(took: Duration) -> Duration {
 /// Runs `f` until `deadline`; None when it did not finish in time.
 async fn until<T>(deadline: Instant, f: impl Future<Output = T>) -> Option<T> {
     tokio::time::timeout_at(deadline, f).await.ok()
-}
-
-/// A batch slot held by a batch carrying index-build entries: counted while the batch runs
-/// (also when its task panics or is aborted), so the claim loop keeps a slot for live writes.
-struct BuildSlot(Arc<AtomicUsize>);
-
-impl BuildSlot {
-    fn take(count: &Arc<AtomicUsize>) -> BuildSlot {
-        count.fetch_add(1, Ordering::Relaxed);
-        BuildSlot(count.clone())
-    }
-}
-
-impl Drop for BuildSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// Logs the outcome of a batch that ran in its own task.
@@ -194,8 +175,7 @@ impl Worker {
     ///
     /// Claiming stays in this loop (one claim at a time), so the lanes of one process never
     /// compete for the same documents; a document held by a batch in flight is "blocked" for
-    /// the next claim until that batch releases it. Batches carrying index-build entries hold
-    /// at most all slots but one ([`crate::claim::may_take_build`]).
+    /// the next claim until that batch releases it.
     async fn claim_loop(
         &self,
         mut shutdown: Pin<&mut impl Future<Output = ()>>,
@@ -203,7 +183,6 @@ impl Worker {
     ) -> Instant {
         let w = &self.parts.cfg.worker;
         let claimer = self.claimer();
-        let build_in_flight = Arc::new(AtomicUsize::new(0));
         loop {
             while in_flight.len() >= w.concurrency.max(1) {
                 tokio::select! {
@@ -212,29 +191,15 @@ impl Worker {
                 }
             }
             let snapshot = self.parts.positions.seen();
-            let take_build = crate::claim::may_take_build(
-                w.concurrency,
-                build_in_flight.load(Ordering::Relaxed),
-            );
             let claimed = tokio::select! {
-                r = claimer.claim(w.batch_size, take_build) => r,
+                r = claimer.claim(w.batch_size) => r,
                 _ = shutdown.as_mut() => return Instant::now(),
             };
             let wait = match claimed {
                 Ok(c) if !c.entries.is_empty() => {
                     let me = self.clone();
-                    let slot = c.has_build().then(|| BuildSlot::take(&build_in_flight));
-                    in_flight.spawn(async move {
-                        let _slot = slot;
-                        me.process_claimed(c).await
-                    });
+                    in_flight.spawn(async move { me.process_claimed(c).await });
                     continue;
-                }
-                Ok(c) if c.held_back > 0 => {
-                    // Only build entries were due, and the build has its slots: claim again
-                    // when a batch ends or a change arrives.
-                    self.release_docs(&c.docs).await;
-                    w.sweep_interval
                 }
                 Ok(c) => {
                     let idle = self.idle(&c.docs, c.blocked, snapshot, in_flight.is_empty());

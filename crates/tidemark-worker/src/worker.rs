@@ -227,7 +227,7 @@ impl Worker {
     pub async fn process_once(&self) -> Result<BatchReport, WorkerError> {
         let claimed = self
             .claimer()
-            .claim(self.parts.cfg.worker.batch_size, true)
+            .claim(self.parts.cfg.worker.batch_size)
             .await?;
         self.process_claimed(claimed).await
     }
