@@ -260,11 +260,15 @@ pub(crate) async fn drain_with(
     Ok(d)
 }
 
+/// The worker's `*_seconds` histograms that time an entry's wait (commit to done, commit to
+/// claim), not work: they are no stage of its busy time.
+const LATENCIES: [&str; 2] = ["tidemark_end_to_end_seconds", "tidemark_queue_seconds"];
+
 /// Adds the worker's time per stage (its `*_seconds` histograms) and the rest of its busy time.
 pub fn record_stages(report: &mut Report, section: &str, metrics: &str, window_s: f64, done: u64) {
     let mut staged = 0.0;
     for (name, (sum, count)) in histogram_totals(metrics) {
-        if name.contains("end_to_end") {
+        if LATENCIES.iter().any(|l| name.starts_with(l)) {
             continue;
         }
         staged += sum;
@@ -511,4 +515,36 @@ pub async fn capacity(ctx: &Ctx, report: &mut Report) -> Result<f64, BenchError>
         "docs/s",
     );
     Ok(d.rate())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_are_no_stage_of_the_busy_time() {
+        let metrics = "tidemark_embed_seconds_sum 1\n\
+            tidemark_embed_seconds_count 4\n\
+            tidemark_queue_seconds_sum{kind=\"live\"} 50\n\
+            tidemark_queue_seconds_count{kind=\"live\"} 4\n\
+            tidemark_end_to_end_seconds_sum 60\n\
+            tidemark_end_to_end_seconds_count 4\n";
+        let mut report = Report::default();
+        record_stages(&mut report, "drain", metrics, 10.0, 4);
+        let names: Vec<&str> = report.stages.iter().map(|s| s.stage.as_str()).collect();
+        assert!(
+            names.contains(&"worker tidemark_embed_seconds"),
+            "{names:?}"
+        );
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains("queue") || n.contains("end_to_end")),
+            "{names:?}"
+        );
+        let other = report.stages.last().expect("the other time");
+        assert!(other.stage.starts_with("worker other"), "{}", other.stage);
+        assert!((other.seconds - 9.0).abs() < 1e-9, "{}", other.seconds);
+        assert!(report.notes.is_empty(), "{:?}", report.notes);
+    }
 }
