@@ -159,6 +159,8 @@ pub struct Counts {
     /// Longest the build may take (with the live writes going on); past it the build's rate
     /// is over what was done.
     pub index_max_seconds: f64,
+    /// Live writes per second during the build; None: a quarter of the corpus drain.
+    pub index_live_rate: Option<f64>,
     /// Backlog drained by 1, 2 and 4 workers.
     pub scale_backlog: usize,
     /// Backlog sizes of the `backlog` section's curve, smallest first (three).
@@ -189,6 +191,7 @@ impl Counts {
             migrate_batch: 100,
             index_docs: 20_000,
             index_max_seconds: 240.0,
+            index_live_rate: None,
             scale_backlog: 20_000,
             backlog_curve: vec![10_000, 50_000, 100_000],
         }
@@ -217,6 +220,7 @@ impl Counts {
             migrate_batch: 20,
             index_docs: 120,
             index_max_seconds: 60.0,
+            index_live_rate: None,
             scale_backlog: 200,
             backlog_curve: vec![100, 200, 400],
         }

@@ -48,6 +48,10 @@ pub struct BenchArgs {
     /// Seconds of steady load in the lag measurement (default 20; quick 2).
     #[arg(long)]
     pub lag_seconds: Option<f64>,
+    /// Live writes per second during the index build (default a quarter of the corpus drain
+    /// measured in the same run); a fixed rate makes two runs' lags comparable.
+    #[arg(long)]
+    pub index_live_rate: Option<f64>,
     /// The `tidemark` binary to start as the worker (default: this one).
     #[arg(long)]
     pub worker_bin: Option<PathBuf>,
@@ -84,6 +88,7 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(s) = args.lag_seconds {
         counts.lag_seconds = s.max(0.5);
     }
+    counts.index_live_rate = args.index_live_rate.map(|r| r.max(1.0));
     let sections = if args.only.is_empty() {
         Section::ALL.to_vec()
     } else {
