@@ -200,9 +200,10 @@ pub struct WorkerConfig {
     /// Batches in flight at once in one worker process (claiming is serial; processing
     /// overlaps, so MongoDB bookkeeping, embedding and Chroma writes run side by side).
     pub concurrency: usize,
-    /// Chroma vector writes in flight at once across those batches. 1 keeps the vector store
-    /// busy with one write after another (the other batches claim, read and embed meanwhile);
-    /// a Chroma with cores to spare may take more.
+    /// Chroma vector upserts in flight at once across those batches and every index written
+    /// (the active index's go first during a build). 1 keeps the vector store busy with one
+    /// write after another (the other batches claim, read and embed meanwhile); a Chroma with
+    /// cores to spare may take more.
     pub vector_writes: usize,
     #[serde(with = "duration_str")]
     pub batch_wait: Duration,

@@ -3,11 +3,13 @@
 //!
 //! Isolation: first attempts are embedded in one call and retried documents one call each, so
 //! a document that keeps failing never drags its batch along; a batch the embedder or the index
-//! rejects permanently is retried item by item, so only the poisoned ones fail. Vector writes
-//! across the batches in flight are bounded by `worker.vector_writes`.
+//! rejects permanently is retried item by item, so only the poisoned ones fail. Vector upserts
+//! across the batches in flight and the indexes written are bounded by `worker.vector_writes`
+//! (see `slots`).
 
 use crate::metrics::Metrics;
 use crate::plan::{Delete, Embed, Failure, Outcome, Stored};
+use crate::slots::WriteSlots;
 use bson::oid::ObjectId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +18,6 @@ use std::time::Instant;
 use tidemark_core::index::{MetadataWrite, VectorIndex, VectorWrite};
 use tidemark_core::OutboxResult;
 use tidemark_embed::{EmbedError, SharedEmbedder};
-use tokio::sync::Semaphore;
 
 /// Counters of work done by this worker process.
 #[derive(Debug, Default)]
@@ -55,9 +56,11 @@ pub(crate) struct Executor {
     pub embedder: SharedEmbedder,
     pub metrics: Metrics,
     pub stats: Arc<Stats>,
-    /// Vector writes in flight at once (across the batches in flight).
-    pub vector_writes: Semaphore,
-    pub vector_writes_max: usize,
+    /// Vector upserts in flight at once, across the batches in flight and every index written
+    /// (shared by the lanes; the primary index's go first).
+    pub vector_writes: Arc<WriteSlots>,
+    /// Whether this writes the primary index (the one active at start-up).
+    pub primary: bool,
 }
 
 impl Executor {
@@ -233,9 +236,9 @@ impl Executor {
     /// Upserts embedded vectors; a permanent rejection of several is retried one by one.
     pub async fn upsert(&self, items: Vec<Embed>, out: &mut Outcomes) {
         let writes: Vec<VectorWrite> = items.iter().map(|e| e.write.clone()).collect();
-        let permit = self.vector_writes.acquire().await.expect("never closed");
-        // Writes in flight now, this one included: the permits taken.
-        let held = self.vector_writes_max - self.vector_writes.available_permits();
+        let permit = self.vector_writes.acquire(self.primary).await;
+        // Writes in flight now, this one included: the slots taken.
+        let held = self.vector_writes.in_use();
         self.stats
             .max_vector_writes_in_flight
             .fetch_max(held as u64, Ordering::Relaxed);

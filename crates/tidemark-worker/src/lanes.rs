@@ -18,7 +18,6 @@ use tidemark_chroma::ChromaIndex;
 use tidemark_core::index_def::IndexDef;
 use tidemark_core::VectorIndex;
 use tidemark_store::indexes::Indexes;
-use tokio::sync::Semaphore;
 
 /// How often running workers re-read the index definitions.
 pub const REFRESH: Duration = Duration::from_secs(2);
@@ -80,7 +79,6 @@ pub(crate) async fn refresh(w: &Worker) -> Result<(), WorkerError> {
         embedder.set_index(&def.name);
         let index: Arc<dyn VectorIndex> =
             Arc::new(ChromaIndex::new(chroma.clone(), def.collection.clone()));
-        let writes = cfg.worker.vector_writes.max(1);
         let shape = Shape {
             model: embedder.model_id().to_string(),
             text: cfg.chunking.resolve(&cfg.embedder)?,
@@ -91,8 +89,9 @@ pub(crate) async fn refresh(w: &Worker) -> Result<(), WorkerError> {
             embedder,
             metrics: p.metrics.clone(),
             stats: p.exec.stats.clone(),
-            vector_writes: Semaphore::new(writes),
-            vector_writes_max: writes,
+            // One bound for every index; the primary index's upserts go first.
+            vector_writes: p.exec.vector_writes.clone(),
+            primary: false,
         };
         tracing::info!(index = %def.name, state = def.state.as_str(), collection = %def.collection, "writing a further index");
         next.push(Arc::new(Lane { def, exec, shape }));

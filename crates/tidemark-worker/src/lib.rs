@@ -48,6 +48,7 @@ mod record;
 mod report;
 mod run;
 mod server;
+mod slots;
 mod stream;
 mod usage;
 mod window;

@@ -23,7 +23,7 @@ use tidemark_core::{Config, VectorIndex};
 use tidemark_embed::SharedEmbedder;
 use tidemark_store::outbox::Outbox;
 use tidemark_store::Store;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 /// The pieces of a worker; each stage borrows the few it needs.
 pub(crate) struct Parts {
@@ -127,8 +127,8 @@ impl Worker {
             embedder,
             metrics: metrics.clone(),
             stats: Arc::new(Stats::default()),
-            vector_writes: Semaphore::new(vector_writes),
-            vector_writes_max: vector_writes,
+            vector_writes: Arc::new(crate::slots::WriteSlots::new(vector_writes)),
+            primary: true,
         };
         Ok(Worker {
             parts: Arc::new(Parts {
