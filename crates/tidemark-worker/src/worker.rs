@@ -116,7 +116,6 @@ impl Worker {
             cfg.worker.owner.clone()
         };
         let db = store.database().clone();
-        let vector_writes = cfg.worker.vector_writes.max(1);
         let shape = Shape {
             model: embedder.model_id().to_string(),
             text: cfg.chunking.resolve(&cfg.embedder)?,
@@ -127,7 +126,7 @@ impl Worker {
             embedder,
             metrics: metrics.clone(),
             stats: Arc::new(Stats::default()),
-            vector_writes: Arc::new(crate::slots::WriteSlots::new(vector_writes)),
+            vector_writes: Arc::new(crate::slots::WriteSlots::new(cfg.worker.vector_writes)),
             primary: true,
         };
         Ok(Worker {
