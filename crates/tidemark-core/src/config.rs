@@ -201,7 +201,7 @@ pub struct WorkerConfig {
     /// overlaps, so MongoDB bookkeeping, embedding and Chroma writes run side by side).
     pub concurrency: usize,
     /// Chroma vector upserts in flight at once across those batches and every index written
-    /// (the active index's go first during a build). 1 keeps the vector store busy with one
+    /// (live writes go before an index build's). 1 keeps the vector store busy with one
     /// write after another (the other batches claim, read and embed meanwhile); a Chroma with
     /// cores to spare may take more.
     pub vector_writes: usize,

@@ -14,7 +14,7 @@ use crate::WorkerError;
 use bson::{doc, oid::ObjectId, Document};
 use futures::TryStreamExt;
 use mongodb::Database;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tidemark_core::{OutboxEntry, OutboxResult, COLL_DOCUMENTS};
 
 /// One index to write in a batch: its definition's name, its executor and its shape.
@@ -131,6 +131,7 @@ impl BatchCtx<'_> {
         claims: &Claims<'_>,
         out: &mut Outcomes,
     ) {
+        let live = plan::live_entries(&primary);
         let decided = plan::decide(primary, docs, shape);
         for (e, o) in decided.outcomes {
             settle(out, e, o);
@@ -145,16 +146,17 @@ impl BatchCtx<'_> {
             exec.delete(&deletes, out).await;
         }
         if !targets.is_empty() {
-            Self::index(exec, shape, targets, claims, out).await;
+            Self::index(exec, shape, targets, &live, claims, out).await;
         }
     }
 
     /// Skips current vectors, updates metadata where only it changed, embeds and upserts the
-    /// rest. Settles every target.
+    /// rest (a group with a `live` entry before any build upsert). Settles every target.
     async fn index(
         exec: &Executor,
         shape: &Shape,
         targets: Vec<Target>,
+        live: &HashSet<ObjectId>,
         claims: &Claims<'_>,
         out: &mut Outcomes,
     ) {
@@ -212,7 +214,8 @@ impl BatchCtx<'_> {
                 release_all(out, groups.flatten().map(|e| e.entry));
                 return;
             }
-            exec.upsert(ready, out).await;
+            let urgent = ready.iter().any(|e| live.contains(&e.entry));
+            exec.upsert(ready, urgent, out).await;
         }
     }
 }

@@ -57,10 +57,8 @@ pub(crate) struct Executor {
     pub metrics: Metrics,
     pub stats: Arc<Stats>,
     /// Vector upserts in flight at once, across the batches in flight and every index written
-    /// (shared by the lanes; the primary index's go first).
+    /// (shared by the lanes; live writes go before an index build's).
     pub vector_writes: Arc<WriteSlots>,
-    /// Whether this writes the primary index (the one active at start-up).
-    pub primary: bool,
 }
 
 impl Executor {
@@ -234,9 +232,11 @@ impl Executor {
     }
 
     /// Upserts embedded vectors; a permanent rejection of several is retried one by one.
-    pub async fn upsert(&self, items: Vec<Embed>, out: &mut Outcomes) {
+    /// `live`: they carry an application's write (not only an index build's), so they take
+    /// the next free write slot before any build upsert.
+    pub async fn upsert(&self, items: Vec<Embed>, live: bool, out: &mut Outcomes) {
         let writes: Vec<VectorWrite> = items.iter().map(|e| e.write.clone()).collect();
-        let permit = self.vector_writes.acquire(self.primary).await;
+        let permit = self.vector_writes.acquire(live).await;
         // Writes in flight now, this one included: the slots taken.
         let held = self.vector_writes.in_use();
         self.stats
@@ -255,7 +255,7 @@ impl Executor {
             Err(e) if !e.is_transient() && items.len() > 1 => {
                 tracing::warn!(error = %e, n = items.len(), "upsert failed permanently; retrying record by record");
                 for it in items {
-                    Box::pin(self.upsert(vec![it], out)).await;
+                    Box::pin(self.upsert(vec![it], live, out)).await;
                 }
             }
             Err(e) => {

@@ -89,9 +89,8 @@ pub(crate) async fn refresh(w: &Worker) -> Result<(), WorkerError> {
             embedder,
             metrics: p.metrics.clone(),
             stats: p.exec.stats.clone(),
-            // One bound for every index; the primary index's upserts go first.
+            // One bound for every index; live writes go before the build's.
             vector_writes: p.exec.vector_writes.clone(),
-            primary: false,
         };
         tracing::info!(index = %def.name, state = def.state.as_str(), collection = %def.collection, "writing a further index");
         next.push(Arc::new(Lane { def, exec, shape }));

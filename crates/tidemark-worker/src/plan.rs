@@ -14,7 +14,7 @@
 //! embedded again, and only its metadata is updated if that differs.
 
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tidemark_core::chunk::{self, ChunkSpec, TokenCounter};
@@ -282,6 +282,16 @@ pub(crate) fn coalesce(entries: Vec<OutboxEntry>) -> (Vec<OutboxEntry>, Vec<(Obj
     let mut primary: Vec<OutboxEntry> = primary.into_values().collect();
     primary.sort_by_key(|e| e.id);
     (primary, outcomes)
+}
+
+/// The primary entries that carry an application's write (for every index, after coalescing),
+/// not only an index build's: their upserts take the next free write slot before a build's.
+pub(crate) fn live_entries(primary: &[OutboxEntry]) -> HashSet<ObjectId> {
+    primary
+        .iter()
+        .filter(|e| e.indexes.is_empty())
+        .map(|e| e.id)
+        .collect()
 }
 
 /// Decides each primary entry against its current document (see the module rules).

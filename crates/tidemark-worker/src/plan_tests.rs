@@ -123,6 +123,25 @@ fn the_entry_kept_covers_the_indexes_of_those_it_supersedes() {
 }
 
 #[test]
+fn live_entries_are_those_for_every_index_after_coalescing() {
+    // Document 1: a build's entry only. Document 2: a live one only. Document 3: a build's
+    // entry after a live one (it then carries the live write). Document 4: two builds'.
+    let entries = vec![
+        entry(1, 1, Op::Upsert, 1).for_index("v2"),
+        entry(2, 2, Op::Upsert, 1),
+        entry(3, 3, Op::Upsert, 2),
+        entry(4, 3, Op::Upsert, 2).for_index("v2"),
+        entry(5, 4, Op::Upsert, 1).for_index("v2"),
+        entry(6, 4, Op::Upsert, 1).for_index("v3"),
+    ];
+    let (primary, _) = coalesce(entries);
+    let live = live_entries(&primary);
+    let mut got: Vec<ObjectId> = live.into_iter().collect();
+    got.sort();
+    assert_eq!(got, vec![oid(102), oid(104)]);
+}
+
+#[test]
 fn an_unknown_schema_version_fails_permanently() {
     let mut e = entry(1, 1, Op::Upsert, 1);
     e.schema_version = SCHEMA_VERSION + 1;

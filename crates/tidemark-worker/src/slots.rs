@@ -1,24 +1,24 @@
 //! Vector write slots: how many upserts a worker has in flight at once, across its batches and
 //! every index it writes (`worker.vector_writes`). Concurrent upserts slow each other down in
-//! the vector store, so one bound covers the active index and a build's alike; the primary
-//! index's upserts (the one search reads at start-up: live writes) go first, and an upsert
-//! for a further index waits while one for the primary index is waiting.
+//! the vector store, so one bound covers the active index and a build's alike. Live upserts
+//! (those carrying an application's write, to whichever index) go first: an index build's
+//! upsert waits while a live one is waiting, so a build takes what live writes leave.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
-/// The shared bound and the primary index's queue.
+/// The shared bound and the live upserts' queue.
 #[derive(Debug)]
 pub(crate) struct WriteSlots {
     sem: Semaphore,
     max: usize,
-    /// Primary-index upserts waiting for a slot.
-    primary_waiting: AtomicUsize,
-    /// Signalled when a slot is freed or no primary-index upsert waits any more.
+    /// Live upserts waiting for a slot.
+    live_waiting: AtomicUsize,
+    /// Signalled when a slot is freed or no live upsert waits any more.
     changed: Notify,
 }
 
-/// One upsert's slot; freeing it wakes the further indexes' upserts to look again.
+/// One upsert's slot; freeing it wakes the build's upserts to look again.
 pub(crate) struct Slot<'a> {
     permit: Option<SemaphorePermit<'a>>,
     slots: &'a WriteSlots,
@@ -31,12 +31,12 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// Counts a waiting primary upsert until dropped (also when its wait is cancelled).
+/// Counts a waiting live upsert until dropped (also when its wait is cancelled).
 struct Waiting<'a>(&'a WriteSlots);
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        if self.0.primary_waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
+        if self.0.live_waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.changed.notify_waiters();
         }
     }
@@ -48,16 +48,16 @@ impl WriteSlots {
         WriteSlots {
             sem: Semaphore::new(max),
             max,
-            primary_waiting: AtomicUsize::new(0),
+            live_waiting: AtomicUsize::new(0),
             changed: Notify::new(),
         }
     }
 
-    /// A slot for one upsert. A primary one queues for the next free slot; one for a further
-    /// index takes a free slot only while no primary upsert waits.
-    pub async fn acquire(&self, primary: bool) -> Slot<'_> {
-        if primary {
-            self.primary_waiting.fetch_add(1, Ordering::SeqCst);
+    /// A slot for one upsert. A live one queues for the next free slot; a build's takes a
+    /// free slot only while no live upsert waits.
+    pub async fn acquire(&self, live: bool) -> Slot<'_> {
+        if live {
+            self.live_waiting.fetch_add(1, Ordering::SeqCst);
             let waiting = Waiting(self);
             let permit = self.sem.acquire().await.expect("never closed");
             drop(waiting);
@@ -71,7 +71,7 @@ impl WriteSlots {
             tokio::pin!(changed);
             // Registered before the check, so a signal between the two is not lost.
             changed.as_mut().enable();
-            if self.primary_waiting.load(Ordering::SeqCst) == 0 {
+            if self.live_waiting.load(Ordering::SeqCst) == 0 {
                 if let Ok(permit) = self.sem.try_acquire() {
                     return Slot {
                         permit: Some(permit),
@@ -96,14 +96,14 @@ mod tests {
     use std::time::Duration;
 
     #[tokio::test]
-    async fn a_further_index_waits_while_a_primary_upsert_waits() {
+    async fn a_build_upsert_waits_while_a_live_one_waits() {
         let slots = Arc::new(WriteSlots::new(1));
         let held = slots.acquire(true).await;
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let spawn = |primary: bool, name: &'static str| {
+        let spawn = |live: bool, name: &'static str| {
             let (slots, order) = (slots.clone(), order.clone());
             tokio::spawn(async move {
-                let _p = slots.acquire(primary).await;
+                let _p = slots.acquire(live).await;
                 order.lock().unwrap().push(name);
                 tokio::time::sleep(Duration::from_millis(10)).await;
             })
@@ -120,7 +120,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_cancelled_primary_wait_does_not_block_the_others() {
+    async fn a_cancelled_live_wait_does_not_block_the_build() {
         let slots = WriteSlots::new(1);
         let held = slots.acquire(true).await;
         let waited = tokio::time::timeout(Duration::from_millis(20), slots.acquire(true)).await;
@@ -131,7 +131,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn without_primary_waiters_a_further_index_takes_a_free_slot() {
+    async fn without_live_waiters_build_upserts_take_free_slots() {
         let slots = WriteSlots::new(2);
         let _a = slots.acquire(false).await;
         let _b = slots.acquire(false).await;

@@ -127,7 +127,6 @@ impl Worker {
             metrics: metrics.clone(),
             stats: Arc::new(Stats::default()),
             vector_writes: Arc::new(crate::slots::WriteSlots::new(cfg.worker.vector_writes)),
-            primary: true,
         };
         Ok(Worker {
             parts: Arc::new(Parts {
