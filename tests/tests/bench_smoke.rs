@@ -1,6 +1,7 @@
 //! Smoke test of `tidemark bench --quick`: it runs every section against the real services in a
 //! few seconds, the JSON has every figure as a positive number, no section failed, and the run
-//! removed its databases. (It checks that the benchmark works, not what the numbers are.)
+//! removed its databases; the Markdown it writes and the document section it replaces carry the
+//! same figures. (It checks that the benchmark works, not what the numbers are.)
 
 use std::process::Command;
 use tidemark_e2e::{chroma_url, model_dir, mongo_client, mongodb_uri, tidemark_bin, unique_name};
@@ -126,10 +127,29 @@ async fn quick_bench_reports_every_figure() {
     );
     let name = unique_name("bench");
     let out = std::env::temp_dir().join(format!("{name}.json"));
+    let md = std::env::temp_dir().join(format!("{name}.md"));
+    let doc = std::env::temp_dir().join(format!("{name}-BENCHMARKS.md"));
+    std::fs::write(
+        &doc,
+        "# Benchmarks\n\nby hand\n\n## Results (older)\n\nkept\n",
+    )
+    .unwrap();
     let started = std::time::Instant::now();
     let run = Command::new(&bin)
-        .args(["bench", "--quick", "--name", &name, "--out"])
+        .args([
+            "bench",
+            "--quick",
+            "--name",
+            &name,
+            "--command",
+            "scripts/bench --quick",
+        ])
+        .arg("--out")
         .arg(&out)
+        .arg("--markdown")
+        .arg(&md)
+        .arg("--update-doc")
+        .arg(&doc)
         .env("MONGODB_URI", mongodb_uri())
         .env("CHROMA_URL", chroma_url())
         .env("TIDEMARK_EMBEDDER_MODEL_DIR", model_dir())
@@ -182,6 +202,33 @@ async fn quick_bench_reports_every_figure() {
     }
     assert!(json["machine"]["cores"].as_u64().unwrap_or(0) >= 1);
     assert_eq!(json["quick"], true);
+
+    // The Markdown names the command and has a row per figure; the document got it as its
+    // generated section, before the older results, which stay.
+    let section = std::fs::read_to_string(&md).expect("Markdown written");
+    let updated = std::fs::read_to_string(&doc).expect("document kept");
+    let _ = (std::fs::remove_file(&md), std::fs::remove_file(&doc));
+    assert!(
+        section.contains("- command: `scripts/bench --quick`"),
+        "{section}"
+    );
+    let rows = section.lines().filter(|l| l.starts_with("| ")).count();
+    let figures = json["figures"].as_array().unwrap().len();
+    assert_eq!(
+        rows,
+        figures + 2,
+        "a header, its rule and a row per figure:\n{section}"
+    );
+    assert!(section.contains(json["machine"]["load_at_end"].as_str().unwrap()));
+    assert!(updated.contains(section.trim_end()), "{updated}");
+    assert!(
+        updated.starts_with("# Benchmarks\n\nby hand\n"),
+        "{updated}"
+    );
+    assert!(
+        updated.ends_with("## Results (older)\n\nkept\n"),
+        "{updated}"
+    );
 
     // The run removed what it created.
     let left: Vec<String> = mongo_client()

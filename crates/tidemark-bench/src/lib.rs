@@ -30,6 +30,7 @@ mod engines;
 mod index;
 mod lag;
 mod long;
+pub mod markdown;
 mod memory;
 mod migrate;
 pub mod report;

@@ -1,5 +1,6 @@
 //! `tidemark bench`: runs the benchmark (crate `tidemark-bench`) against the configured
-//! services, prints the table of figures with their goals, and writes them as JSON (`--out`).
+//! services, prints the table of figures with their goals, and writes them as JSON (`--out`),
+//! as Markdown (`--markdown`) and into BENCHMARKS.md's generated section (`--update-doc`).
 //! It reports; it never fails on a number (exit 1 only when it cannot run at all).
 //!
 //! Every run works in fresh databases and Chroma namespaces named `<name>_<part>` and removes
@@ -55,6 +56,15 @@ pub struct BenchArgs {
     /// The `tidemark` binary to start as the worker (default: this one).
     #[arg(long)]
     pub worker_bin: Option<PathBuf>,
+    /// Also write the run as a Markdown section (command, machine, load, figures, notes).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Replace the generated section of this document (e.g. BENCHMARKS.md) with the run.
+    #[arg(long)]
+    pub update_doc: Option<PathBuf>,
+    /// The command line the Markdown names (default: this process's arguments).
+    #[arg(long)]
+    pub command: Option<String>,
 }
 
 pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -128,6 +138,19 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    // A document that cannot be updated fails now, not after the run.
+    let doc = match &args.update_doc {
+        Some(path) => Some((
+            path.clone(),
+            std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "--update-doc {}: cannot read it; give an existing document",
+                    path.display()
+                )
+            })?,
+        )),
+        None => None,
+    };
     let worker_bin = match args.worker_bin {
         Some(p) => p,
         None => std::env::current_exe().context("cannot find this executable")?,
@@ -148,5 +171,26 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(&args.out, json + "\n")
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     println!("figures written to {}", args.out.display());
+    if args.markdown.is_some() || doc.is_some() {
+        let command = args.command.unwrap_or_else(|| {
+            let argv: Vec<String> = std::env::args().skip(1).collect();
+            format!("tidemark {}", argv.join(" "))
+        });
+        let md = tidemark_bench::markdown::section(&report, &command);
+        if let Some(path) = &args.markdown {
+            std::fs::write(path, &md)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!("Markdown written to {}", path.display());
+        }
+        if let Some((path, text)) = doc {
+            let updated = tidemark_bench::markdown::replace_section(&text, &md);
+            // Written whole through a temporary file: an interrupted write leaves the old one.
+            let tmp = path.with_extension("md.tmp");
+            std::fs::write(&tmp, updated)
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .with_context(|| format!("cannot update {}", path.display()))?;
+            println!("generated section of {} replaced", path.display());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
