@@ -92,7 +92,7 @@ pub fn replace_section(doc: &str, section: &str) -> String {
         }
     }
     match doc.find("\n## Results") {
-        Some(at) => format!("{}\n{section}\n{}", &doc[..=at], &doc[at + 1..]),
+        Some(at) => format!("{}\n{section}\n\n{}", &doc[..=at], &doc[at + 1..]),
         None => format!("{}\n\n{section}\n", doc.trim_end_matches('\n')),
     }
 }
