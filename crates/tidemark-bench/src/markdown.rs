@@ -3,7 +3,7 @@
 //! notes), so the figures in the document are those of the last run, not copied by hand.
 //! Everything outside the markers (the analysis, earlier runs) is left as it is.
 
-use crate::report::{fmt_num, Report};
+use crate::report::Report;
 use std::fmt::Write as _;
 
 /// The line that opens the generated section.
@@ -51,11 +51,6 @@ pub fn section(report: &Report, command: &str) -> String {
     let _ = writeln!(out, "\n| section | figure | value | unit | goal |");
     let _ = writeln!(out, "| --- | --- | ---: | --- | --- |");
     for f in &report.figures {
-        let value = if f.unit == "cosine" {
-            format!("{:.6}", f.value)
-        } else {
-            fmt_num(f.value)
-        };
         let goal = match &f.goal {
             Some(g) if g.met => format!("{} ok", g.text),
             Some(g) => format!("{} **missed**", g.text),
@@ -66,7 +61,7 @@ pub fn section(report: &Report, command: &str) -> String {
             "| {} | {} | {} | {} | {} |",
             cell(&f.section),
             cell(&f.label),
-            value,
+            f.value_text(),
             cell(&f.unit),
             cell(&goal)
         );

@@ -25,6 +25,17 @@ pub struct Figure {
     pub goal: Option<Goal>,
 }
 
+impl Figure {
+    /// The value as printed: cosines to six decimals, other figures to about three digits.
+    pub fn value_text(&self) -> String {
+        if self.unit == "cosine" {
+            format!("{:.6}", self.value)
+        } else {
+            fmt_num(self.value)
+        }
+    }
+}
+
 /// Where the time went in one measurement (printed when a goal is missed, always in JSON).
 #[derive(Debug, Clone, Serialize)]
 pub struct StageTime {
@@ -220,11 +231,7 @@ impl Report {
                 "{:<8} {:<lw$} {:>12} {:<8} {}",
                 f.section,
                 f.label,
-                if f.unit == "cosine" {
-                    format!("{:.6}", f.value)
-                } else {
-                    fmt_num(f.value)
-                },
+                f.value_text(),
                 f.unit,
                 goal
             );

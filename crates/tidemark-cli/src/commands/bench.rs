@@ -9,7 +9,7 @@
 
 use crate::common::{self, GlobalArgs};
 use anyhow::{bail, Context};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tidemark_bench::{BenchOptions, Counts, Section};
 
@@ -140,15 +140,7 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     // A document that cannot be updated fails now, not after the run.
     let doc = match &args.update_doc {
-        Some(path) => Some((
-            path.clone(),
-            std::fs::read_to_string(path).with_context(|| {
-                format!(
-                    "--update-doc {}: cannot read it; give an existing document",
-                    path.display()
-                )
-            })?,
-        )),
+        Some(path) => Some((path.clone(), read_doc(path)?)),
         None => None,
     };
     let worker_bin = match args.worker_bin {
@@ -172,25 +164,46 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     println!("figures written to {}", args.out.display());
     if args.markdown.is_some() || doc.is_some() {
-        let command = args.command.unwrap_or_else(|| {
-            let argv: Vec<String> = std::env::args().skip(1).collect();
-            format!("tidemark {}", argv.join(" "))
-        });
-        let md = tidemark_bench::markdown::section(&report, &command);
-        if let Some(path) = &args.markdown {
-            std::fs::write(path, &md)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            println!("Markdown written to {}", path.display());
-        }
-        if let Some((path, text)) = doc {
-            let updated = tidemark_bench::markdown::replace_section(&text, &md);
-            // Written whole through a temporary file: an interrupted write leaves the old one.
-            let tmp = path.with_extension("md.tmp");
-            std::fs::write(&tmp, updated)
-                .and_then(|()| std::fs::rename(&tmp, &path))
-                .with_context(|| format!("cannot update {}", path.display()))?;
-            println!("generated section of {} replaced", path.display());
-        }
+        write_markdown(&report, args.command, args.markdown.as_deref(), doc)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The text of the document `--update-doc` names.
+fn read_doc(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "--update-doc {}: cannot read it; give an existing document",
+            path.display()
+        )
+    })
+}
+
+/// Writes the run as Markdown to `markdown` and into the generated section of `doc` (its path
+/// and the text read before the run), naming `command` (default: this process's arguments).
+fn write_markdown(
+    report: &tidemark_bench::report::Report,
+    command: Option<String>,
+    markdown: Option<&Path>,
+    doc: Option<(PathBuf, String)>,
+) -> anyhow::Result<()> {
+    let command = command.unwrap_or_else(|| {
+        let argv: Vec<String> = std::env::args().skip(1).collect();
+        format!("tidemark {}", argv.join(" "))
+    });
+    let md = tidemark_bench::markdown::section(report, &command);
+    if let Some(path) = markdown {
+        std::fs::write(path, &md).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("Markdown written to {}", path.display());
+    }
+    if let Some((path, text)) = doc {
+        let updated = tidemark_bench::markdown::replace_section(&text, &md);
+        // Written whole through a temporary file: an interrupted write leaves the old one.
+        let tmp = path.with_extension("md.tmp");
+        std::fs::write(&tmp, updated)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("cannot update {}", path.display()))?;
+        println!("generated section of {} replaced", path.display());
+    }
+    Ok(())
 }
