@@ -98,6 +98,9 @@ const SIGNED: &[&str] = &[
     // Zero when the batches in flight overlap so much that no time outside them is left.
     "backlog.size1_other_ms_per_doc",
     "backlog.size3_other_ms_per_doc",
+    // Zero when the quick build ends before a live write is handed on to the new index.
+    "index.handed_on",
+    "index.handed_p99_s",
 ];
 
 /// Figures with a goal (printed next to them).

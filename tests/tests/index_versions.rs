@@ -376,9 +376,19 @@ async fn a_build_writes_only_the_building_index() {
         .unwrap();
     wait_drained(&env, "after the build").await;
 
+    // One entry for v2 per document from the build, and one more that carried the live
+    // write on to v2 (it was written while v2 was building: see the next test).
     let build_entries =
         tidemark_e2e::outbox_entries(&env.store, bson::doc! {"indexes": "v2"}).await;
-    assert_eq!(build_entries.len(), 30, "one entry for v2 per document");
+    let live: Vec<_> = build_entries
+        .iter()
+        .filter(|e| e.content_id == "live")
+        .collect();
+    assert_eq!(
+        (build_entries.len(), live.len()),
+        (31, 1),
+        "{build_entries:?}"
+    );
     let v2 = format!("{}__hash-32__v2", a.chroma.namespace);
     let v2 = env.chroma.get_collection(&v2).await.unwrap().unwrap();
     assert_eq!(
@@ -399,6 +409,99 @@ async fn a_build_writes_only_the_building_index() {
         code, 2,
         "verify of main finds the planted drift: {out}\n{err}"
     );
+    worker.sigterm();
+    let _ = worker.wait_exit(Duration::from_secs(15)).await;
+    env.cleanup().await;
+}
+
+/// While an index is being built, an application's write is done (visible in search) as soon
+/// as the active index has it: its part for the building index is handed to the build's queue
+/// as an entry of its own. Here the building index's embedding API fails (a fault proxy answers
+/// 503) while a write is made with `VectorVisible`: the write is visible in `main` at once, the
+/// handed-on entry retries until the API is back, then v2 has the document too, and nothing is
+/// dead. (Before hand-offs, the live write waited for v2 and timed out here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_write_does_not_wait_for_the_building_index() {
+    let mut a = test_config("ix_handoff");
+    a.embedder.provider = EmbedderKind::Hash;
+    a.embedder.dimension = 64;
+    let mut env = Env::with_config(a.clone()).await;
+    env.model = "hash-64".into();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(tidemark_embed::server::serve_limited(
+        std::sync::Arc::new(HashEmbedder::new(32)),
+        listener,
+        tidemark_embed::server_limits::ServerLimits::default(),
+        std::future::pending::<()>(),
+    ));
+    let proxy = tidemark_e2e::proxy::FaultProxy::start(&upstream).await;
+    let mut b = a.clone();
+    b.embedder.provider = EmbedderKind::Openai;
+    b.embedder.base_url = proxy.url();
+    b.embedder.model = "hash-32".into();
+    b.embedder.dimension = 32;
+    let dir = tidemark_e2e::servers::temp_dir("ix_handoff");
+    let cfg_a = procs::write_config(&a, &dir.join("a"));
+    let cfg_b = procs::write_config(&b, &dir.join("b"));
+    let mut worker = WorkerProc::spawn(&cfg_a, "warn,tidemark_worker=info");
+    env.store
+        .put(NewDocument::new("first", "note", text(1)))
+        .await
+        .unwrap();
+    wait_drained(&env, "the first document").await;
+
+    // (`index create` tries the new embedder once, so the API fails only after it.)
+    ok(&cfg_b, &["index", "create", "v2"]);
+    proxy.always(
+        "/v1/embeddings",
+        tidemark_e2e::proxy::Fault::status(503, "model loading"),
+    );
+    let lane = worker
+        .wait_log("writing a further index", Duration::from_secs(15))
+        .await;
+    assert!(
+        lane,
+        "the worker did not pick up v2\n{}",
+        worker.log_tail(10)
+    );
+    let visible = tidemark_store::Consistency::VectorVisible {
+        timeout: Duration::from_secs(10),
+    };
+    let put = env
+        .store
+        .put_with(NewDocument::new("live", "note", text(2)), visible)
+        .await
+        .expect("a live write waits for the building index");
+    assert!(env.vectors().await.contains_key(&put.document_id.to_hex()));
+    let handed = bson::doc! {"indexes": "v2", "documentId": put.document_id};
+    let retried = wait_until(Duration::from_secs(15), || async {
+        let e = tidemark_e2e::outbox_entries(&env.store, handed.clone()).await;
+        e.len() == 1 && e[0].attempts >= 1 && e[0].last_error.is_some()
+    })
+    .await;
+    let entries = tidemark_e2e::outbox_entries(&env.store, handed.clone()).await;
+    assert!(retried, "the handed-on entry did not retry: {entries:?}");
+    assert!(
+        entries[0].last_error.as_deref().unwrap().contains("503"),
+        "{entries:?}"
+    );
+
+    proxy.clear();
+    wait_drained(&env, "after the API came back").await;
+    let v2 = format!("{}__hash-32__v2", a.chroma.namespace);
+    let v2 = env.chroma.get_collection(&v2).await.unwrap().unwrap();
+    let got = env
+        .chroma
+        .get(&v2.id, &[put.document_id.to_hex()], false)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1, "v2 has the live write");
+    let built = ok(&cfg_b, &["index", "build", "v2"]);
+    assert!(built.contains("build complete"), "{built}");
+    wait_drained(&env, "after the build").await;
+    ok(&cfg_a, &["verify", "--index", "v2"]);
+    assert_eq!(worker_support::count_status(&env.store, "dead").await, 0);
     worker.sigterm();
     let _ = worker.wait_exit(Duration::from_secs(15)).await;
     env.cleanup().await;

@@ -140,10 +140,20 @@ pub(crate) async fn lags_of(
     store: &tidemark_store::Store,
     prefix: &str,
 ) -> Result<Vec<f64>, BenchError> {
+    lags_where(store, prefix, doc! {}).await
+}
+
+/// [`lags_of`] the done entries that also match `filter`.
+pub(crate) async fn lags_where(
+    store: &tidemark_store::Store,
+    prefix: &str,
+    mut filter: bson::Document,
+) -> Result<Vec<f64>, BenchError> {
+    filter.insert("status", OutboxStatus::Done);
     let mut cur = store
         .database()
         .collection::<bson::Document>("outbox")
-        .find(doc! {"status": OutboxStatus::Done})
+        .find(filter)
         .projection(doc! {"contentId": 1, "createdAt": 1, "doneAt": 1})
         .await?;
     let mut lags = Vec::new();

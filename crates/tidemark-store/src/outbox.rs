@@ -10,7 +10,7 @@ use bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use futures::TryStreamExt;
 use mongodb::{Collection, Database};
 use std::time::Duration;
-use tidemark_core::{OutboxResult, OutboxStatus, COLL_OUTBOX};
+use tidemark_core::{OutboxEntry, OutboxResult, OutboxStatus, COLL_OUTBOX};
 
 const PENDING: OutboxStatus = OutboxStatus::Pending;
 
@@ -190,6 +190,19 @@ impl Outbox {
                 Self::mine(ids, owner),
                 doc! {"$set": {"lease.until": until}},
             )
+            .await?;
+        Ok(())
+    }
+
+    /// Inserts new entries (in no particular order; each is a document of its own).
+    pub async fn insert(&self, entries: Vec<OutboxEntry>) -> mongodb::error::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.coll
+            .clone_with_type::<OutboxEntry>()
+            .insert_many(entries)
+            .ordered(false)
             .await?;
         Ok(())
     }

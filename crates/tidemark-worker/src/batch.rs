@@ -3,9 +3,12 @@
 //! With further live indexes (see `lanes`) the plan and the writes are carried out once per
 //! index, side by side; an entry's outcome combines them (done only when every index
 //! acknowledged it). An entry written for some indexes only (an index build's) is carried
-//! out in those lanes only; one no live index needs any more is done as `unchanged`.
+//! out in those lanes only; one no live index needs any more is done as `unchanged`. While an
+//! index is being built, a live entry's part for it is handed to the build's queue (see
+//! `handoff`): the entry is done when the readable indexes have it.
 
 use crate::execute::{settle, Executor, Outcomes};
+use crate::handoff::{self, LaneKind};
 use crate::lease::Claims;
 use crate::plan::{self, Documents, Failure, Outcome, Shape, Target};
 use crate::record::{EntryInfo, Recorder};
@@ -23,6 +26,8 @@ pub(crate) struct LaneRef<'a> {
     pub name: &'a str,
     pub exec: &'a Executor,
     pub shape: &'a Shape,
+    /// The index is being built: live entries hand their part for it on.
+    pub building: bool,
 }
 
 /// What processing a batch needs.
@@ -72,6 +77,15 @@ impl BatchCtx<'_> {
         let (primary, settled) = plan::coalesce(entries);
         let mut out: Outcomes = settled.into_iter().collect();
         let primary = self.needed(primary, &mut info, &mut out);
+        let kinds: Vec<LaneKind> = self
+            .lanes
+            .iter()
+            .map(|l| LaneKind {
+                name: l.name,
+                building: l.building,
+            })
+            .collect();
+        let handed = handoff::handoffs(&primary, &kinds);
         let ids: Vec<ObjectId> = primary.iter().map(|e| e.document_id).collect();
         let docs = read_documents(self.db, &ids).await?;
         // The indexes are written side by side; each lane's outcomes are its own, combined
@@ -80,6 +94,7 @@ impl BatchCtx<'_> {
             let mine: Vec<OutboxEntry> = primary
                 .iter()
                 .filter(|e| e.applies_to(lane.name))
+                .filter(|e| !(lane.building && handed.contains_key(&e.id)))
                 .cloned()
                 .collect();
             let docs = docs.clone();
@@ -96,7 +111,12 @@ impl BatchCtx<'_> {
                 settle(&mut out, e, o);
             }
         }
-        self.recorder.record(out, &info).await
+        let next: Vec<OutboxEntry> = primary
+            .iter()
+            .filter(|e| handoff::hands_on(out.get(&e.id)))
+            .filter_map(|e| handed.get(&e.id).map(|i| handoff::entry_for(e, i.clone())))
+            .collect();
+        self.recorder.record(out, &info, next).await
     }
 
     /// The primary entries some lane needs; the others are done (`unchanged`: the index

@@ -12,10 +12,11 @@ use crate::execute::{EmbedderCounter, Executor};
 use crate::plan::Shape;
 use crate::worker::Worker;
 use crate::WorkerError;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tidemark_chroma::ChromaIndex;
-use tidemark_core::index_def::IndexDef;
+use tidemark_core::index_def::{IndexDef, IndexState};
 use tidemark_core::VectorIndex;
 use tidemark_store::indexes::Indexes;
 
@@ -24,9 +25,13 @@ pub const REFRESH: Duration = Duration::from_secs(2);
 
 /// One more index to write.
 pub(crate) struct Lane {
+    /// The definition the lane was made from (its state as it was then: see `building`).
     pub def: IndexDef,
     pub exec: Executor,
     pub shape: Shape,
+    /// Whether the index is being built now (updated at every refresh): live writes hand
+    /// their part for it to the build's queue (see `handoff`).
+    pub building: AtomicBool,
 }
 
 /// The lanes in force; swapped whole on a refresh.
@@ -67,7 +72,9 @@ pub(crate) async fn refresh(w: &Worker) -> Result<(), WorkerError> {
         if p.primary.get() == Some(&def.name) || def.collection == p.exec.index.name() {
             continue;
         }
+        let building = def.state == IndexState::Building;
         if let Some(l) = current.iter().find(|l| same_shape(&l.def, &def)) {
+            l.building.store(building, Ordering::Relaxed);
             next.push(l.clone());
             continue;
         }
@@ -93,7 +100,12 @@ pub(crate) async fn refresh(w: &Worker) -> Result<(), WorkerError> {
             vector_writes: p.exec.vector_writes.clone(),
         };
         tracing::info!(index = %def.name, state = def.state.as_str(), collection = %def.collection, "writing a further index");
-        next.push(Arc::new(Lane { def, exec, shape }));
+        next.push(Arc::new(Lane {
+            def,
+            exec,
+            shape,
+            building: AtomicBool::new(building),
+        }));
     }
     *p.lanes.write().expect("lanes lock") = Arc::new(next);
     Ok(())

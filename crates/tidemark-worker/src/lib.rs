@@ -16,7 +16,8 @@
 //! - `execute`: the embedder and the [`tidemark_core::VectorIndex`] calls, with isolation
 //! - `record`: documents marked indexed, then entries done / retried / dead / released
 //! - `stream`, `positions`: the change stream and its saved position
-//! - `lanes`: the further live indexes (builds, retired ones); `usage`: tokens per index/day
+//! - `lanes`: the further live indexes (builds, retired ones); `handoff`: a live write's part
+//!   for a building index, handed to the build's queue; `usage`: tokens per index/day
 //! - `metrics`, `server`, `backoff`, `report`: Prometheus, `/metrics` `/healthz` `/readyz`,
 //!   retry delays, the report types
 //!
@@ -38,6 +39,7 @@ mod backoff;
 mod batch;
 mod claim;
 mod execute;
+mod handoff;
 mod lanes;
 mod lease;
 mod locks;

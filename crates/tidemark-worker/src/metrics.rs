@@ -30,6 +30,8 @@ pub struct Metrics {
     pub claim_blocked_total: IntCounter,
     /// Claim queries asked again with a wider window (see `window`).
     pub claim_widenings_total: IntCounter,
+    /// Live writes whose part for a building index was handed to the build's queue, by index.
+    pub handoffs_total: IntCounterVec,
     /// Documents indexed after reading their stored vectors (`read`), or without, because
     /// their entry said the document was new (`skipped`).
     pub stored_reads_total: IntCounterVec,
@@ -110,6 +112,13 @@ impl Metrics {
                 "tidemark_claim_widenings_total",
                 "Claim queries asked again because the claim window held too few due entries",
             )?,
+            handoffs_total: IntCounterVec::new(
+                Opts::new(
+                    "tidemark_handoffs_total",
+                    "Live writes handed on to a building index's queue, by index",
+                ),
+                &["index"],
+            )?,
             stored_reads_total: IntCounterVec::new(
                 Opts::new(
                     "tidemark_stored_reads_total",
@@ -145,6 +154,7 @@ impl Metrics {
         registry.register(Box::new(m.retries_total.clone()))?;
         registry.register(Box::new(m.claim_blocked_total.clone()))?;
         registry.register(Box::new(m.claim_widenings_total.clone()))?;
+        registry.register(Box::new(m.handoffs_total.clone()))?;
         registry.register(Box::new(m.stored_reads_total.clone()))?;
         registry.register(Box::new(m.change_stream_restarts_total.clone()))?;
         registry.register(Box::new(m.resume_token_age_seconds.clone()))?;

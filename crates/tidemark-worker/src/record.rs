@@ -1,6 +1,8 @@
 //! Recording a batch's outcomes: documents first (`vectorId`, `indexedVersion` where the
 //! version still matches), then the entries (done with a result, retried with backoff, dead
-//! with `lastError`, or released), so a done entry implies an updated document.
+//! with `lastError`, or released), so a done entry implies an updated document. The entries
+//! that carry a live write on to a building index (see `handoff`) are inserted before the
+//! live ones are marked done.
 
 use crate::metrics::Metrics;
 use crate::plan::Outcome;
@@ -70,13 +72,16 @@ impl Recorder<'_> {
         &self,
         outcomes: HashMap<ObjectId, Outcome>,
         info: &HashMap<ObjectId, EntryInfo>,
+        handoffs: Vec<OutboxEntry>,
     ) -> Result<BatchReport, WorkerError> {
         let mut report = BatchReport {
             claimed: outcomes.len(),
+            handed_off: handoffs.len(),
             ..Default::default()
         };
         let s = self.sort(outcomes, info);
         self.set_indexed(&s.done, info).await?;
+        self.hand_off(handoffs).await?;
         for (name, (result, ids)) in &s.done {
             self.outbox.mark_done(ids, self.owner, *result).await?;
             self.observe_done(name, ids, info);
@@ -147,6 +152,20 @@ impl Recorder<'_> {
             }
         }
         s
+    }
+
+    /// Inserts the entries that carry live writes on to building indexes.
+    async fn hand_off(&self, entries: Vec<OutboxEntry>) -> Result<(), WorkerError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for e in &entries {
+            for i in &e.indexes {
+                self.metrics.handoffs_total.with_label_values(&[i]).inc();
+            }
+        }
+        self.outbox.insert(entries).await?;
+        Ok(())
     }
 
     fn processed(&self, result: &str, n: usize) {

@@ -18,6 +18,8 @@ pub struct BatchReport {
     pub retried: usize,
     /// Entries handed back without an attempt (lease about to expire, shutdown).
     pub released: usize,
+    /// Entries inserted to carry live writes on to a building index (see `handoff`).
+    pub handed_off: usize,
 }
 
 impl BatchReport {
@@ -31,6 +33,7 @@ impl BatchReport {
         self.dead += o.dead;
         self.retried += o.retried;
         self.released += o.released;
+        self.handed_off += o.handed_off;
     }
 
     /// Counts `n` entries done with `result`.

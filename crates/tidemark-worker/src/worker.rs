@@ -257,11 +257,13 @@ impl Worker {
                 name: p.primary.get().map(String::as_str).unwrap_or_default(),
                 exec: &p.exec,
                 shape: &p.shape,
+                building: false,
             }];
             lanes.extend(extra.iter().map(|l| LaneRef {
                 name: &l.def.name,
                 exec: &l.exec,
                 shape: &l.shape,
+                building: l.building.load(Ordering::Relaxed),
             }));
             let ctx = BatchCtx {
                 db: p.store.database(),
