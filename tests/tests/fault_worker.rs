@@ -132,3 +132,74 @@ async fn worker_waits_out_blocked_commands() {
     stop(w, env.cfg.worker.shutdown_deadline).await;
     env.cleanup().await;
 }
+
+/// While an index is being built, a live write's part for it is handed on as an entry of its
+/// own, inserted before the live entry is marked done. Write errors on that insert, and on the
+/// worker's updates (the marks among them, whichever they hit), only repeat work: the active
+/// index and the building one both end equal to MongoDB, nothing is dead, and the building
+/// index received every write through hand-offs alone (it was created before the first one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_offs_to_a_building_index_survive_write_errors() {
+    let env = FaultEnv::new("fw_handoff").await;
+    let (w, _) = env.spawn_worker();
+    let indexes = tidemark_store::indexes::Indexes::new(env.check_store.database());
+    let recorded = tidemark_e2e::wait_until(Duration::from_secs(30), || async {
+        indexes.active().await.unwrap().is_some()
+    })
+    .await;
+    assert!(
+        recorded,
+        "the worker did not record `main`\n{}",
+        w.log_tail(10)
+    );
+    let mut b = env.cfg.clone();
+    b.embedder.dimension = 32;
+    tidemark_ops::indexes::create(&env.check_store, &b, "v2")
+        .await
+        .expect("index create");
+    let lane = w
+        .wait_log("writing a further index", Duration::from_secs(15))
+        .await;
+    assert!(lane, "the worker did not pick up v2\n{}", w.log_tail(10));
+    let handed = || async {
+        tidemark_e2e::outbox_entries(&env.check_store, bson::doc! {"indexes": "v2"})
+            .await
+            .len()
+    };
+    round(&env, &w, 0, FailCommand::new(&["find"], "nobody")).await;
+    let before = handed().await;
+    assert!(before >= 20, "round 0 was not handed on: {before}");
+
+    let f = FailCommand::new(&["insert"], WORKER)
+        .error_code(codes::INTERRUPTED_DUE_TO_REPL_STATE_CHANGE)
+        .labels(&[])
+        .times(2);
+    round(&env, &w, 1, f).await;
+    assert_consumed(&env, WORKER, &["insert"], "hand-off insert").await;
+    let f = FailCommand::new(&["update"], WORKER)
+        .error_code(codes::INTERRUPTED_DUE_TO_REPL_STATE_CHANGE)
+        .labels(&[])
+        .times(4);
+    round(&env, &w, 2, f).await;
+    assert_consumed(&env, WORKER, &["update"], "marks").await;
+
+    // Rounds 1 and 2 each wrote 20 documents, updated 5 and deleted 2: at least 27 writes
+    // each, every one handed on (or coalesced with a later one of its document).
+    let got = handed().await - before;
+    assert!(got >= 40, "only {got} entries were handed on to v2");
+    let v2 = format!("{}__hash-32__v2", env.cfg.chroma.namespace);
+    let (r, _) = tidemark_e2e::consistency::wait_consistent(
+        &env.check_store,
+        &env.chroma,
+        &v2,
+        Duration::from_secs(40),
+    )
+    .await;
+    assert!(
+        r.is_consistent() && r.dead.is_empty(),
+        "v2 differs from MongoDB: {r:?}\nworker log:\n{}",
+        w.log_tail(30)
+    );
+    stop(w, env.cfg.worker.shutdown_deadline).await;
+    env.cleanup().await;
+}

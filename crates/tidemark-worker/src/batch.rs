@@ -5,7 +5,9 @@
 //! acknowledged it). An entry written for some indexes only (an index build's) is carried
 //! out in those lanes only; one no live index needs any more is done as `unchanged`. While an
 //! index is being built, a live entry's part for it is handed to the build's queue (see
-//! `handoff`): the entry is done when the readable indexes have it.
+//! `handoff`): the entry is done when the readable indexes have it, and the batch is recorded in
+//! two parts that do not wait for each other (what the readable indexes carry out, what only
+//! building indexes need).
 
 use crate::execute::{settle, Executor, Outcomes};
 use crate::handoff::{self, LaneKind};
@@ -67,7 +69,11 @@ fn release_all(out: &mut Outcomes, entries: impl IntoIterator<Item = ObjectId>) 
 }
 
 impl BatchCtx<'_> {
-    /// Processes one claimed batch and records every entry's outcome.
+    /// Processes one claimed batch and records every entry's outcome, in two parts that do
+    /// not wait for each other: the entries the readable indexes carry out (an application's
+    /// writes, whose part for a building index is handed on), and those only building indexes
+    /// need (a build's, and hand-offs). So a live entry is done when the readable indexes
+    /// have it, however slow the build's upserts in the same batch are.
     pub async fn process(
         &self,
         entries: Vec<OutboxEntry>,
@@ -88,13 +94,48 @@ impl BatchCtx<'_> {
         let handed = handoff::handoffs(&primary, &kinds);
         let ids: Vec<ObjectId> = primary.iter().map(|e| e.document_id).collect();
         let docs = read_documents(self.db, &ids).await?;
-        // The indexes are written side by side; each lane's outcomes are its own, combined
-        // below (a failure in any index wins over success in another).
-        let lanes = self.lanes.iter().map(|&lane| {
-            let mine: Vec<OutboxEntry> = primary
+        let (reads, builds): (Vec<OutboxEntry>, Vec<OutboxEntry>) = primary
+            .into_iter()
+            .partition(|e| kinds.iter().any(|l| !l.building && e.applies_to(l.name)));
+        let readable = async {
+            for (e, o) in self.write_lanes(&reads, false, &docs, claims).await {
+                settle(&mut out, e, o);
+            }
+            let next: Vec<OutboxEntry> = reads
+                .iter()
+                .filter(|e| handoff::hands_on(out.get(&e.id)))
+                .filter_map(|e| handed.get(&e.id).map(|i| handoff::entry_for(e, i.clone())))
+                .collect();
+            self.recorder.record(out, &info, next).await
+        };
+        let building = async {
+            if builds.is_empty() {
+                return Ok(BatchReport::default());
+            }
+            let o = self.write_lanes(&builds, true, &docs, claims).await;
+            self.recorder.record(o, &info, Vec::new()).await
+        };
+        let (r, b) = futures::join!(readable, building);
+        let mut report = r?;
+        report.add(&b?);
+        Ok(report)
+    }
+
+    /// Writes `entries` to every lane that is (or is not) `building`, side by side; each
+    /// lane's outcomes are its own, combined here (a failure in any index wins over success
+    /// in another).
+    async fn write_lanes(
+        &self,
+        entries: &[OutboxEntry],
+        building: bool,
+        docs: &Documents,
+        claims: &Claims<'_>,
+    ) -> Outcomes {
+        let lanes = self.lanes.iter().filter(|l| l.building == building);
+        let lanes = lanes.map(|&lane| {
+            let mine: Vec<OutboxEntry> = entries
                 .iter()
                 .filter(|e| e.applies_to(lane.name))
-                .filter(|e| !(lane.building && handed.contains_key(&e.id)))
                 .cloned()
                 .collect();
             let docs = docs.clone();
@@ -106,17 +147,13 @@ impl BatchCtx<'_> {
                 lane_out
             }
         });
+        let mut out = Outcomes::new();
         for lane_out in futures::future::join_all(lanes).await {
             for (e, o) in lane_out {
                 settle(&mut out, e, o);
             }
         }
-        let next: Vec<OutboxEntry> = primary
-            .iter()
-            .filter(|e| handoff::hands_on(out.get(&e.id)))
-            .filter_map(|e| handed.get(&e.id).map(|i| handoff::entry_for(e, i.clone())))
-            .collect();
-        self.recorder.record(out, &info, next).await
+        out
     }
 
     /// The primary entries some lane needs; the others are done (`unchanged`: the index
