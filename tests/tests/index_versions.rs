@@ -482,6 +482,11 @@ async fn a_live_write_does_not_wait_for_the_building_index() {
     .await;
     let entries = tidemark_e2e::outbox_entries(&env.store, handed.clone()).await;
     assert!(retried, "the handed-on entry did not retry: {entries:?}");
+    assert_eq!(
+        entries[0].handoff_of,
+        Some(put.outbox_id),
+        "it names the live entry"
+    );
     assert!(
         entries[0].last_error.as_deref().unwrap().contains("503"),
         "{entries:?}"

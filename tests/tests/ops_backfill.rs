@@ -330,20 +330,35 @@ async fn a_run_covers_the_documents_there_were_when_it_started() {
 }
 
 /// An index build's backfill (`for_index`) counts only its own pending entries against
-/// `max_pending`: live writes nobody has drained yet do not stop it. Its entries are for that
-/// index only, so a worker with no such index finishes them as `unchanged` without writing.
+/// `max_pending`: live writes nobody has drained yet do not stop it, nor do the entries that
+/// hand live writes on to the same index (`handoffOf`). Its entries are for that index only,
+/// so a worker with no such index finishes them as `unchanged` without writing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_throttles_on_its_own_entries_and_no_other_index_takes_them() {
     let env = OpsEnv::new("ops_backfill_for_index").await;
     insert_raw(&env, "w", "t", 40).await;
     env.put_docs("live", "t", 15).await; // pending: more than max_pending
+    let handed: Vec<_> = env
+        .entries(doc! {"indexes": {"$exists": false}})
+        .await
+        .into_iter()
+        .map(|e| tidemark_core::OutboxEntry {
+            id: bson::oid::ObjectId::new(),
+            handoff_of: Some(e.id),
+            ..e.for_index("v2")
+        })
+        .collect();
+    assert_eq!(handed.len(), 15);
+    env.store.outbox_repo().insert(handed).await.unwrap(); // v2's, pending, not the build's
     let opts = BackfillOptions {
         max_pending: Some(10),
         ..build_of_v2()
     };
     let run = spawn_backfill(&env, opts);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let built = env.entries(doc! {"indexes": "v2"}).await;
+    let built = env
+        .entries(doc! {"indexes": "v2", "handoffOf": {"$exists": false}})
+        .await;
     assert_eq!(
         built.len(),
         15,
@@ -355,12 +370,16 @@ async fn a_build_throttles_on_its_own_entries_and_no_other_index_takes_them() {
 
     env.drain().await;
     let done = env.entries(doc! {"indexes": "v2", "status": "done"}).await;
-    assert_eq!(done.len(), 15);
-    assert!(
-        done.iter()
-            .all(|e| e.result == Some(tidemark_core::OutboxResult::Unchanged)),
-        "{done:?}"
-    );
+    assert_eq!(done.len(), 30, "the build's 15 and the 15 handed on");
+    // The build's entries write nothing; a handed-on one was coalesced with its document's
+    // live entry (claimed in the same batch), which carried out the write.
+    let wrong: Vec<_> = done
+        .iter()
+        .filter(|e| e.handoff_of.is_none())
+        .filter(|e| e.result != Some(tidemark_core::OutboxResult::Unchanged))
+        .map(|e| (&e.content_id, e.result))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:?}");
     let coll = env.collection_id().await;
     assert_eq!(
         env.chroma.count(&coll).await.unwrap(),

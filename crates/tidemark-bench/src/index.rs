@@ -108,7 +108,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
         "docs/s",
     );
     let active = lags_where(&store, "live-", doc! {"indexes": {"$exists": false}}).await?;
-    let handed = lags_where(&store, "live-", doc! {"indexes": NEW_INDEX}).await?;
+    let handed = lags_where(&store, "live-", doc! {"handoffOf": {"$exists": true}}).await?;
     report_live_lag(report, &active, &handed);
     if complete {
         check_new_index(ctx, report, &def.collection, n + live).await;

@@ -149,6 +149,11 @@ pub struct OutboxEntry {
     /// every entry an application writes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexes: Vec<String>,
+    /// Set by the worker on an entry that carries an application's write on to a building
+    /// index: the `_id` of the entry it was handed on from (see `indexes`). An index build
+    /// counts only its own entries, not these, against `--max-pending`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff_of: Option<ObjectId>,
 }
 
 fn is_zero(n: &i32) -> bool {
@@ -189,6 +194,7 @@ impl OutboxEntry {
             new_document: false,
             deliveries: 0,
             indexes: Vec::new(),
+            handoff_of: None,
         }
     }
 

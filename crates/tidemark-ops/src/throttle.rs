@@ -12,7 +12,8 @@ use tidemark_core::{OutboxStatus, COLL_OUTBOX};
 /// How often a throttled run looks at the outbox again.
 pub const POLL: Duration = Duration::from_millis(250);
 
-/// The bounds: at most `max_pending` pending entries (those for `index` only, when given);
+/// The bounds: at most `max_pending` pending entries (the build's own for `index`, when given:
+/// not the live writes handed on to it);
 /// live entries (without `indexes`) due for at most `max_lag`.
 #[derive(Debug, Clone, Default)]
 pub struct Throttle {
@@ -55,7 +56,9 @@ impl Throttle {
         if let Some(max) = self.max_pending {
             let mut filter = doc! {"status": OutboxStatus::Pending};
             if let Some(name) = &self.index {
+                // The build's own entries: not the live writes handed on to the same index.
                 filter.insert("indexes", name);
+                filter.insert("handoffOf", doc! {"$exists": false});
             }
             let pending = outbox.count_documents(filter).await?;
             if pending > max {

@@ -53,8 +53,9 @@ pub(crate) fn hands_on(outcome: Option<&Outcome>) -> bool {
     )
 }
 
-/// The entry that carries `e`'s write to `indexes`: pending, due now, never delivered. It
-/// keeps `e`'s commit time, so its lag is the building index's commit-to-done lag.
+/// The entry that carries `e`'s write to `indexes`: pending, due now, never delivered, naming
+/// `e` in `handoffOf`. It keeps `e`'s commit time, so its lag is the building index's
+/// commit-to-done lag.
 pub(crate) fn entry_for(e: &OutboxEntry, indexes: Vec<String>) -> OutboxEntry {
     OutboxEntry {
         id: ObjectId::new(),
@@ -68,6 +69,7 @@ pub(crate) fn entry_for(e: &OutboxEntry, indexes: Vec<String>) -> OutboxEntry {
         error_history: Vec::new(),
         deliveries: 0,
         indexes,
+        handoff_of: Some(e.id),
         ..e.clone()
     }
 }
@@ -157,6 +159,7 @@ mod tests {
         let n = entry_for(&e, vec!["v2".into()]);
         assert_ne!(n.id, e.id);
         assert_eq!(n.indexes, vec!["v2".to_string()]);
+        assert_eq!(n.handoff_of, Some(e.id));
         assert_eq!((n.attempts, n.deliveries), (0, 0));
         assert!(n.last_error.is_none() && n.lease.is_none() && n.done_at.is_none());
         assert_eq!(n.created_at, e.created_at);
