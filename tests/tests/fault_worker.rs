@@ -133,11 +133,13 @@ async fn worker_waits_out_blocked_commands() {
     env.cleanup().await;
 }
 
-/// While an index is being built, a live write's part for it is handed on as an entry of its
-/// own, inserted before the live entry is marked done. Write errors on that insert, and on the
-/// worker's updates (the marks among them, whichever they hit), only repeat work: the active
-/// index and the building one both end equal to MongoDB, nothing is dead, and the building
-/// index received every write through hand-offs alone (it was created before the first one).
+/// While an index is being built, a live write's part for it that lags is handed on as an
+/// entry of its own, inserted before the live entry is marked done. Here the building index's
+/// embedding API answers every request 1.5 s late (a fault proxy), so every live write hands
+/// on. Write errors on that insert, and on the worker's updates (the marks among them,
+/// whichever they hit), only repeat work: the active index and the building one both end
+/// equal to MongoDB, nothing is dead, and the building index received every write through
+/// hand-offs alone (it was created before the first one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hand_offs_to_a_building_index_survive_write_errors() {
     let env = FaultEnv::new("fw_handoff").await;
@@ -152,11 +154,25 @@ async fn hand_offs_to_a_building_index_survive_write_errors() {
         "the worker did not record `main`\n{}",
         w.log_tail(10)
     );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(tidemark_embed::server::serve_limited(
+        std::sync::Arc::new(tidemark_embed::hash::HashEmbedder::new(32)),
+        listener,
+        tidemark_embed::server_limits::ServerLimits::default(),
+        std::future::pending::<()>(),
+    ));
+    let proxy = tidemark_e2e::proxy::FaultProxy::start(&upstream).await;
     let mut b = env.cfg.clone();
+    b.embedder.provider = tidemark_core::config::EmbedderKind::Openai;
+    b.embedder.base_url = proxy.url();
+    b.embedder.model = "hash-32".into();
     b.embedder.dimension = 32;
     tidemark_ops::indexes::create(&env.check_store, &b, "v2")
         .await
         .expect("index create");
+    let late = tidemark_e2e::proxy::Fault::Delay(Duration::from_millis(1500));
+    proxy.always("/v1/embeddings", late);
     let lane = w
         .wait_log("writing a further index", Duration::from_secs(15))
         .await;
@@ -188,6 +204,7 @@ async fn hand_offs_to_a_building_index_survive_write_errors() {
     let got = handed().await - before;
     assert!(got >= 40, "only {got} entries were handed on to v2");
     let v2 = format!("{}__hash-32__v2", env.cfg.chroma.namespace);
+    proxy.clear();
     let (r, _) = tidemark_e2e::consistency::wait_consistent(
         &env.check_store,
         &env.chroma,

@@ -4,9 +4,10 @@
 //! while writers put new documents at half load (a quarter of the corpus drain: each live
 //! write goes to both indexes; `--index-live-rate` fixes it instead, so that two runs' lags
 //! compare). Figures: the build's docs/s and the live entries' commit-to-done lag during the
-//! build (goal p99 < 1 s). A live entry is done when the active index has it (search sees
-//! it); its part for the new index is handed to the build's queue as an entry of its own,
-//! whose commit-to-done lag (to the new index) is reported beside it, without a goal.
+//! build (goal p99 < 1 s). A live entry is written to both indexes; when its part for the new
+//! index fails or lags, that part is handed to the build's queue as an entry of its own, and
+//! those entries' count and commit-to-done lag (to the new index) are reported beside it,
+//! without a goal.
 
 use crate::drain::{backlog_raw, wait_drained};
 use crate::lag::{lags_where, SteadyWriters};

@@ -4,10 +4,10 @@
 //! index, side by side; an entry's outcome combines them (done only when every index
 //! acknowledged it). An entry written for some indexes only (an index build's) is carried
 //! out in those lanes only; one no live index needs any more is done as `unchanged`. While an
-//! index is being built, a live entry's part for it is handed to the build's queue (see
-//! `handoff`): the entry is done when the readable indexes have it, and the batch is recorded in
-//! two parts that do not wait for each other (what the readable indexes carry out, what only
-//! building indexes need).
+//! index is being built, a live entry is written to it too, and the batch is recorded in two
+//! parts that do not wait for each other (what the readable indexes carry out, what only
+//! building indexes need); a live entry whose part for a building index fails or lags is done
+//! when the readable indexes have it, that part handed on (see `handoff`).
 
 use crate::execute::{settle, Executor, Outcomes};
 use crate::handoff::{self, LaneKind};
@@ -28,7 +28,8 @@ pub(crate) struct LaneRef<'a> {
     pub name: &'a str,
     pub exec: &'a Executor,
     pub shape: &'a Shape,
-    /// The index is being built: live entries hand their part for it on.
+    /// The index is being built: a live entry hands its part for it on when that part fails
+    /// or lags (see `handoff`).
     pub building: bool,
 }
 
@@ -71,9 +72,10 @@ fn release_all(out: &mut Outcomes, entries: impl IntoIterator<Item = ObjectId>) 
 impl BatchCtx<'_> {
     /// Processes one claimed batch and records every entry's outcome, in two parts that do
     /// not wait for each other: the entries the readable indexes carry out (an application's
-    /// writes, whose part for a building index is handed on), and those only building indexes
-    /// need (a build's, and hand-offs). So a live entry is done when the readable indexes
-    /// have it, however slow the build's upserts in the same batch are.
+    /// writes, written to the building indexes too), and those only building indexes need (a
+    /// build's). So a live entry is done when every index has it, or when the readable ones
+    /// have it and its part for a building index is handed on (see [`Self::write_live`]),
+    /// however slow the build's upserts in the same batch are.
     pub async fn process(
         &self,
         entries: Vec<OutboxEntry>,
@@ -91,21 +93,16 @@ impl BatchCtx<'_> {
                 building: l.building,
             })
             .collect();
-        let handed = handoff::handoffs(&primary, &kinds);
         let ids: Vec<ObjectId> = primary.iter().map(|e| e.document_id).collect();
         let docs = read_documents(self.db, &ids).await?;
         let (reads, builds): (Vec<OutboxEntry>, Vec<OutboxEntry>) = primary
             .into_iter()
             .partition(|e| kinds.iter().any(|l| !l.building && e.applies_to(l.name)));
         let readable = async {
-            for (e, o) in self.write_lanes(&reads, false, &docs, claims).await {
+            let (o, next) = self.write_live(&reads, &kinds, &docs, claims).await;
+            for (e, o) in o {
                 settle(&mut out, e, o);
             }
-            let next: Vec<OutboxEntry> = reads
-                .iter()
-                .filter(|e| handoff::hands_on(out.get(&e.id)))
-                .filter_map(|e| handed.get(&e.id).map(|i| handoff::entry_for(e, i.clone())))
-                .collect();
             self.recorder.record(out, &info, next).await
         };
         let building = async {
@@ -119,6 +116,50 @@ impl BatchCtx<'_> {
         let mut report = r?;
         report.add(&b?);
         Ok(report)
+    }
+
+    /// Writes the entries some readable index carries out to every index, readable and
+    /// building side by side. Their outcomes are the readable indexes'; an entry done there
+    /// whose building part failed, or had not finished [`handoff::HANDOFF_AFTER`] after the
+    /// readable part, is handed on: the entries returned carry that part to the building
+    /// indexes (the unfinished writes are dropped; the new entry repeats them).
+    async fn write_live(
+        &self,
+        reads: &[OutboxEntry],
+        kinds: &[LaneKind<'_>],
+        docs: &Documents,
+        claims: &Claims<'_>,
+    ) -> (Outcomes, Vec<OutboxEntry>) {
+        let handed = handoff::handoffs(reads, kinds);
+        let mut readable = std::pin::pin!(self.write_lanes(reads, false, docs, claims));
+        let mut building = std::pin::pin!(self.write_lanes(reads, true, docs, claims));
+        let mut built = None;
+        let out = loop {
+            tokio::select! {
+                out = &mut readable => break out,
+                o = &mut building, if built.is_none() && !handed.is_empty() => built = Some(o),
+            }
+        };
+        if handed.is_empty() {
+            return (out, Vec::new());
+        }
+        let built = match built {
+            Some(o) => Some(o),
+            None => tokio::time::timeout(handoff::HANDOFF_AFTER, building)
+                .await
+                .ok(),
+        };
+        let next = reads
+            .iter()
+            .filter_map(|e| {
+                let building = built.as_ref().map(|b| b.get(&e.id));
+                let on = handoff::hands_on(out.get(&e.id), building);
+                on.then(|| handed.get(&e.id))
+                    .flatten()
+                    .map(|i| handoff::entry_for(e, i.clone()))
+            })
+            .collect();
+        (out, next)
     }
 
     /// Writes `entries` to every lane that is (or is not) `building`, side by side; each

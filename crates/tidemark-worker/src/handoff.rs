@@ -1,16 +1,23 @@
-//! Hand-off: while an index is being built, an application's write is carried out in the
-//! indexes search can read (the active one, and a retired one kept for rollback) and its part
-//! for the building index is handed to the build's queue, as a new outbox entry for that index
-//! only. The write is done (visible in search, `Consistency::VectorVisible` returns) as soon as
-//! the active index has it; the building index gets it with the build's own upserts, in the
-//! same requests, instead of one more upsert on the live write's path. Nothing is lost: the
-//! new entry is inserted before the live one is marked done, so a crash between the two only
-//! repeats the hand-off (the second entry is coalesced or `unchanged`).
+//! Hand-off: while an index is being built, an application's write is written to the indexes
+//! search can read (the active one, and a retired one kept for rollback) and to the building
+//! one side by side, and is done when all have it. When its part for the building index
+//! fails, or has not finished [`HANDOFF_AFTER`] after the readable indexes', that part is
+//! handed to the build's queue as a new outbox entry for the building index only: the write
+//! is done (visible in search, `Consistency::VectorVisible` returns) once the active index has
+//! it, so a failing or slow building index never holds live writes. Nothing is lost: the new
+//! entry is inserted before the live one is marked done, so a crash between the two only
+//! repeats the hand-off (the second entry is coalesced or `unchanged`). In the common case
+//! (the building index as quick as the active one) nothing is handed on and no write is added.
 
 use crate::plan::Outcome;
 use bson::{oid::ObjectId, DateTime};
 use std::collections::HashMap;
+use std::time::Duration;
 use tidemark_core::{OutboxEntry, OutboxResult, OutboxStatus};
+
+/// How long a live entry's part for a building index may take after the readable indexes
+/// have it before it is handed on: about one more Chroma upsert of a busy batch.
+pub(crate) const HANDOFF_AFTER: Duration = Duration::from_secs(1);
 
 /// One lane as the hand-off sees it: the index's name and whether it is being built.
 #[derive(Debug, Clone, Copy)]
@@ -41,16 +48,19 @@ pub(crate) fn handoffs(
     out
 }
 
-/// Whether an entry that ended with `outcome` in the readable lanes hands its building part
-/// on. A failed or released entry does not (it is tried again whole, its building part too);
-/// a superseded one leaves the work to the newer entry, which is handed off in its turn.
-pub(crate) fn hands_on(outcome: Option<&Outcome>) -> bool {
-    matches!(
-        outcome,
+/// Whether an entry hands its building part on: it ended with `readable` in the readable
+/// lanes and `building` in the building ones (`None`: they had not finished in time). Only a
+/// done entry does, and only when its building part is not done too. A failed or released
+/// entry does not (it is tried again whole, its building part too); a superseded one leaves
+/// the work to the newer entry.
+pub(crate) fn hands_on(readable: Option<&Outcome>, building: Option<Option<&Outcome>>) -> bool {
+    let done = matches!(
+        readable,
         Some(Outcome::Done(
             OutboxResult::Indexed | OutboxResult::Unchanged | OutboxResult::Deleted
         ))
-    )
+    );
+    done && !matches!(building, Some(Some(Outcome::Done(_))))
 }
 
 /// The entry that carries `e`'s write to `indexes`: pending, due now, never delivered, naming
@@ -134,17 +144,40 @@ mod tests {
         assert_eq!(got.get(&e.id), Some(&vec!["v2".to_string()]));
     }
 
+    fn done(r: OutboxResult) -> Option<Outcome> {
+        Some(Outcome::Done(r))
+    }
+
     #[test]
     fn only_a_done_entry_hands_on() {
-        let done = |r| Some(Outcome::Done(r));
-        assert!(hands_on(done(OutboxResult::Indexed).as_ref()));
-        assert!(hands_on(done(OutboxResult::Unchanged).as_ref()));
-        assert!(hands_on(done(OutboxResult::Deleted).as_ref()));
-        assert!(!hands_on(done(OutboxResult::Superseded).as_ref()));
-        assert!(!hands_on(Some(&Outcome::Release)));
+        let late = None;
+        assert!(hands_on(done(OutboxResult::Indexed).as_ref(), late));
+        assert!(hands_on(done(OutboxResult::Unchanged).as_ref(), late));
+        assert!(hands_on(done(OutboxResult::Deleted).as_ref(), late));
+        assert!(!hands_on(done(OutboxResult::Superseded).as_ref(), late));
+        assert!(!hands_on(Some(&Outcome::Release), late));
         let failed = Outcome::Failed(Failure::transient("embed", "down".into()));
-        assert!(!hands_on(Some(&failed)));
-        assert!(!hands_on(None));
+        assert!(!hands_on(Some(&failed), late));
+        assert!(!hands_on(None, late));
+    }
+
+    #[test]
+    fn a_building_part_that_is_done_is_not_handed_on() {
+        let indexed = done(OutboxResult::Indexed);
+        let r = indexed.as_ref();
+        assert!(!hands_on(r, Some(indexed.as_ref())));
+        assert!(!hands_on(r, Some(done(OutboxResult::Unchanged).as_ref())));
+    }
+
+    #[test]
+    fn a_building_part_that_failed_lagged_or_was_released_is_handed_on() {
+        let indexed = done(OutboxResult::Indexed);
+        let r = indexed.as_ref();
+        let failed = Outcome::Failed(Failure::transient("embed", "503".into()));
+        assert!(hands_on(r, Some(Some(&failed))));
+        assert!(hands_on(r, Some(Some(&Outcome::Release))));
+        assert!(hands_on(r, None), "not finished in time");
+        assert!(hands_on(r, Some(None)), "no outcome at all");
     }
 
     #[test]
