@@ -25,6 +25,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `tidemark embed serve`'s server, in process, with the hashing embedder of `dimension` and
+/// `limits`, on a free loopback port; it runs until the test ends. Returns its address.
+pub async fn hash_embed_server(
+    dimension: usize,
+    limits: tidemark_embed::server_limits::ServerLimits,
+) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the embedding server");
+    let addr = listener.local_addr().expect("embedding server address");
+    tokio::spawn(tidemark_embed::server::serve_limited(
+        std::sync::Arc::new(tidemark_embed::hash::HashEmbedder::new(dimension)),
+        listener,
+        limits,
+        std::future::pending::<()>(),
+    ));
+    addr
+}
+
 /// A fresh folder under the system temp dir, removed by whoever owns it.
 pub fn temp_dir(prefix: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(crate::unique_name(prefix));

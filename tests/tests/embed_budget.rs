@@ -13,11 +13,9 @@
 use crate::worker_support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tidemark_core::config::EmbedderKind;
 use tidemark_e2e::procs::{self, WorkerProc};
-use tidemark_embed::hash::HashEmbedder;
 use tidemark_embed::server_limits::ServerLimits;
 use tidemark_store::usage::{day_of, Usage};
 use tidemark_store::NewDocument;
@@ -26,15 +24,7 @@ use worker_support::{count_status, test_config, wait_until, Env};
 const DIM: usize = 16;
 
 async fn start_server(limits: ServerLimits) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(tidemark_embed::server::serve_limited(
-        Arc::new(HashEmbedder::new(DIM)),
-        listener,
-        limits,
-        std::future::pending::<()>(),
-    ));
-    addr
+    tidemark_e2e::servers::hash_embed_server(DIM, limits).await
 }
 
 async fn stats(addr: SocketAddr) -> serde_json::Value {

@@ -154,14 +154,9 @@ async fn hand_offs_to_a_building_index_survive_write_errors() {
         "the worker did not record `main`\n{}",
         w.log_tail(10)
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(tidemark_embed::server::serve_limited(
-        std::sync::Arc::new(tidemark_embed::hash::HashEmbedder::new(32)),
-        listener,
-        tidemark_embed::server_limits::ServerLimits::default(),
-        std::future::pending::<()>(),
-    ));
+    let limits = tidemark_embed::server_limits::ServerLimits::default();
+    let upstream = tidemark_e2e::servers::hash_embed_server(32, limits).await;
+    let upstream = format!("http://{upstream}");
     let proxy = tidemark_e2e::proxy::FaultProxy::start(&upstream).await;
     let mut b = env.cfg.clone();
     b.embedder.provider = tidemark_core::config::EmbedderKind::Openai;

@@ -425,14 +425,9 @@ async fn a_live_write_does_not_wait_for_the_building_index() {
     a.embedder.dimension = 64;
     let mut env = Env::with_config(a.clone()).await;
     env.model = "hash-64".into();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(tidemark_embed::server::serve_limited(
-        std::sync::Arc::new(HashEmbedder::new(32)),
-        listener,
-        tidemark_embed::server_limits::ServerLimits::default(),
-        std::future::pending::<()>(),
-    ));
+    let limits = tidemark_embed::server_limits::ServerLimits::default();
+    let upstream = tidemark_e2e::servers::hash_embed_server(32, limits).await;
+    let upstream = format!("http://{upstream}");
     let proxy = tidemark_e2e::proxy::FaultProxy::start(&upstream).await;
     let mut b = a.clone();
     b.embedder.provider = EmbedderKind::Openai;

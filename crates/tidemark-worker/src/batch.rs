@@ -131,18 +131,22 @@ impl BatchCtx<'_> {
         claims: &Claims<'_>,
     ) -> (Outcomes, Vec<OutboxEntry>) {
         let handed = handoff::handoffs(reads, kinds);
+        if handed.is_empty() {
+            // No building index needs these entries.
+            return (
+                self.write_lanes(reads, false, docs, claims).await,
+                Vec::new(),
+            );
+        }
         let mut readable = std::pin::pin!(self.write_lanes(reads, false, docs, claims));
         let mut building = std::pin::pin!(self.write_lanes(reads, true, docs, claims));
         let mut built = None;
         let out = loop {
             tokio::select! {
                 out = &mut readable => break out,
-                o = &mut building, if built.is_none() && !handed.is_empty() => built = Some(o),
+                o = &mut building, if built.is_none() => built = Some(o),
             }
         };
-        if handed.is_empty() {
-            return (out, Vec::new());
-        }
         let built = match built {
             Some(o) => Some(o),
             None => tokio::time::timeout(handoff::HANDOFF_AFTER, building)
