@@ -27,6 +27,7 @@ mod fault_stream;
 mod fault_worker;
 mod foundation_chroma;
 mod foundation_mongo;
+mod index_build_follow;
 mod index_versions;
 mod migrate_crash;
 mod migrate_inventory;

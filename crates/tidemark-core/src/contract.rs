@@ -204,6 +204,13 @@ impl OutboxEntry {
         self
     }
 
+    /// Whether an index build enqueued this entry (for some indexes only, not handed on from
+    /// a live write): it asks for the document as it is when carried out, whatever version it
+    /// read (see `build_cursor`).
+    pub fn is_build(&self) -> bool {
+        !self.indexes.is_empty() && self.handoff_of.is_none()
+    }
+
     /// Whether the index definition `name` needs this entry.
     pub fn applies_to(&self, name: &str) -> bool {
         self.indexes.is_empty() || self.indexes.iter().any(|i| i == name)

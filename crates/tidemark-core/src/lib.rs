@@ -9,8 +9,10 @@
 //! - [`index`]: the [`VectorIndex`] trait (the vector store seam) and its types
 //! - [`hash`], [`ids`]: content hashing, collection naming, vector ids
 //! - [`chunk`], [`template`]: splitting long documents, the text each vector embeds
+//! - [`build_cursor`]: where an index build stands, and which live changes it covers itself
 //! - [`redact`]: credentials removed from URIs before they are shown
 
+pub mod build_cursor;
 pub mod chunk;
 pub mod chunking;
 pub mod config;

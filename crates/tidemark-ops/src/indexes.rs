@@ -120,6 +120,8 @@ pub async fn build(
     let run = format!("index-{name}");
     opts.run_id = Some(run.clone());
     opts.missing_only = false;
+    // Every document, so that the workers may leave the changes ahead of the build to it.
+    opts.doc_type = None;
     opts.for_index = Some(name.to_string());
     let ops = ops_for(store, cfg, &def)?;
     let r = backfill(&ops, &opts, progress).await?;

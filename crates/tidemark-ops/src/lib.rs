@@ -15,6 +15,7 @@
 
 pub mod backfill;
 pub mod dlq;
+mod follow;
 pub mod indexes;
 pub mod status;
 pub mod throttle;

@@ -4,10 +4,12 @@
 //! index, side by side; an entry's outcome combines them (done only when every index
 //! acknowledged it). An entry written for some indexes only (an index build's) is carried
 //! out in those lanes only; one no live index needs any more is done as `unchanged`. While an
-//! index is being built, a live entry is written to it too, and the batch is recorded in two
-//! parts that do not wait for each other (what the readable indexes carry out, what only
-//! building indexes need); a live entry whose part for a building index fails or lags is done
-//! when the readable indexes have it, that part handed on (see `handoff`).
+//! index is being built, a live entry is written to it too, unless its build has not read the
+//! document yet (it will write it as it is then: see `tidemark_core::build_cursor`), and the
+//! batch is recorded in two parts that do not wait for each other (what the readable indexes
+//! carry out, what only building indexes need); a live entry whose part for a building index
+//! fails or lags is done when the readable indexes have it, that part handed on (see
+//! `handoff`).
 
 use crate::execute::{settle, Executor, Outcomes};
 use crate::handoff::{self, LaneKind};
@@ -20,6 +22,7 @@ use bson::{doc, oid::ObjectId, Document};
 use futures::TryStreamExt;
 use mongodb::Database;
 use std::collections::{HashMap, HashSet};
+use tidemark_core::build_cursor::BuildCursor;
 use tidemark_core::{OutboxEntry, OutboxResult, COLL_DOCUMENTS};
 
 /// One index to write in a batch: its definition's name, its executor and its shape.
@@ -31,6 +34,20 @@ pub(crate) struct LaneRef<'a> {
     /// The index is being built: a live entry hands its part for it on when that part fails
     /// or lags (see `handoff`).
     pub building: bool,
+    /// Where its build stands, read after the claim: changes the build will read by itself
+    /// are not written here by the live path.
+    pub cursor: Option<BuildCursor>,
+}
+
+impl<'a> LaneRef<'a> {
+    /// The lane as the hand-off sees it (which entries it needs).
+    pub fn kind(&self) -> LaneKind<'a> {
+        LaneKind {
+            name: self.name,
+            building: self.building,
+            cursor: self.cursor,
+        }
+    }
 }
 
 /// What processing a batch needs.
@@ -85,19 +102,13 @@ impl BatchCtx<'_> {
         let (primary, settled) = plan::coalesce(entries);
         let mut out: Outcomes = settled.into_iter().collect();
         let primary = self.needed(primary, &mut info, &mut out);
-        let kinds: Vec<LaneKind> = self
-            .lanes
-            .iter()
-            .map(|l| LaneKind {
-                name: l.name,
-                building: l.building,
-            })
-            .collect();
+        let kinds: Vec<LaneKind> = self.lanes.iter().map(LaneRef::kind).collect();
         let ids: Vec<ObjectId> = primary.iter().map(|e| e.document_id).collect();
         let docs = read_documents(self.db, &ids).await?;
         let (reads, builds): (Vec<OutboxEntry>, Vec<OutboxEntry>) = primary
             .into_iter()
-            .partition(|e| kinds.iter().any(|l| !l.building && e.applies_to(l.name)));
+            .partition(|e| kinds.iter().any(|l| !l.building && l.needs(e)));
+        self.count_left_to_build(&reads, &kinds);
         let readable = async {
             let (o, next) = self.write_live(&reads, &kinds, &docs, claims).await;
             for (e, o) in o {
@@ -180,7 +191,7 @@ impl BatchCtx<'_> {
         let lanes = lanes.map(|&lane| {
             let mine: Vec<OutboxEntry> = entries
                 .iter()
-                .filter(|e| e.applies_to(lane.name))
+                .filter(|e| lane.kind().needs(e))
                 .cloned()
                 .collect();
             let docs = docs.clone();
@@ -201,8 +212,23 @@ impl BatchCtx<'_> {
         out
     }
 
-    /// The primary entries some lane needs; the others are done (`unchanged`: the index
-    /// they were written for is gone). Notes which entries the active index carries out.
+    /// Counts the live entries a building lane leaves to its build.
+    fn count_left_to_build(&self, reads: &[OutboxEntry], kinds: &[LaneKind<'_>]) {
+        for l in kinds.iter().filter(|l| l.building) {
+            let n = reads
+                .iter()
+                .filter(|e| e.applies_to(l.name) && !l.needs(e))
+                .count();
+            if n > 0 {
+                let c = &self.recorder.metrics.left_to_build_total;
+                c.with_label_values(&[l.name]).inc_by(n as u64);
+            }
+        }
+    }
+
+    /// The primary entries some lane needs; the others are done: `superseded` when they are
+    /// left to a build (it will write the document as it is then), `unchanged` when the index
+    /// they were written for is gone. Notes which entries the active index carries out.
     fn needed(
         &self,
         primary: Vec<OutboxEntry>,
@@ -215,8 +241,10 @@ impl BatchCtx<'_> {
             if let Some(i) = info.get_mut(&e.id) {
                 i.active = e.applies_to(active);
             }
-            if self.lanes.iter().any(|l| e.applies_to(l.name)) {
+            if self.lanes.iter().any(|l| l.kind().needs(&e)) {
                 needed.push(e);
+            } else if self.lanes.iter().any(|l| e.applies_to(l.name)) {
+                settle(out, e.id, Outcome::Done(OutboxResult::Superseded));
             } else {
                 settle(out, e.id, Outcome::Done(OutboxResult::Unchanged));
             }

@@ -13,17 +13,32 @@ use crate::plan::Outcome;
 use bson::{oid::ObjectId, DateTime};
 use std::collections::HashMap;
 use std::time::Duration;
+use tidemark_core::build_cursor::BuildCursor;
 use tidemark_core::{OutboxEntry, OutboxResult, OutboxStatus};
 
 /// How long a live entry's part for a building index may take after the readable indexes
 /// have it before it is handed on: about one more Chroma upsert of a busy batch.
 pub(crate) const HANDOFF_AFTER: Duration = Duration::from_secs(1);
 
-/// One lane as the hand-off sees it: the index's name and whether it is being built.
+/// One lane as the hand-off sees it: the index's name, whether it is being built and, when
+/// its build runs, where the build stands.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LaneKind<'a> {
     pub name: &'a str,
     pub building: bool,
+    pub cursor: Option<BuildCursor>,
+}
+
+impl LaneKind<'_> {
+    /// Whether this lane writes `e`: the entry is for this index, and it is not a change its
+    /// build will read by itself (a document the build has not passed yet; see
+    /// `tidemark_core::build_cursor`).
+    pub fn needs(&self, e: &OutboxEntry) -> bool {
+        e.applies_to(self.name)
+            && !self
+                .cursor
+                .is_some_and(|c| c.leaves_to_build(&e.document_id, e.op))
+    }
 }
 
 /// The entries whose part for building indexes is handed off, with those indexes' names: an
@@ -35,10 +50,10 @@ pub(crate) fn handoffs(
 ) -> HashMap<ObjectId, Vec<String>> {
     let mut out = HashMap::new();
     for e in primary {
-        let readable = lanes.iter().any(|l| !l.building && e.applies_to(l.name));
+        let readable = lanes.iter().any(|l| !l.building && l.needs(e));
         let building: Vec<String> = lanes
             .iter()
-            .filter(|l| l.building && e.applies_to(l.name))
+            .filter(|l| l.building && l.needs(e))
             .map(|l| l.name.to_string())
             .collect();
         if readable && !building.is_empty() {
@@ -99,18 +114,22 @@ mod tests {
     const MAIN: LaneKind<'static> = LaneKind {
         name: "main",
         building: false,
+        cursor: None,
     };
     const OLD: LaneKind<'static> = LaneKind {
         name: "old",
         building: false,
+        cursor: None,
     };
     const V2: LaneKind<'static> = LaneKind {
         name: "v2",
         building: true,
+        cursor: None,
     };
     const V3: LaneKind<'static> = LaneKind {
         name: "v3",
         building: true,
+        cursor: None,
     };
 
     #[test]
@@ -142,6 +161,27 @@ mod tests {
         e.indexes.push("v2".into());
         let got = handoffs(std::slice::from_ref(&e), &[MAIN, OLD, V2, V3]);
         assert_eq!(got.get(&e.id), Some(&vec!["v2".to_string()]));
+    }
+
+    #[test]
+    fn a_change_the_build_will_read_is_not_handed_on_nor_written() {
+        let behind = entry(1);
+        let ahead = entry(9);
+        let mut gone = entry(9);
+        gone.op = tidemark_core::Op::Delete;
+        let v2 = LaneKind {
+            cursor: Some(BuildCursor {
+                last: Some(behind.document_id),
+                follows: true,
+                ..Default::default()
+            }),
+            ..V2
+        };
+        let got = handoffs(&[behind.clone(), ahead.clone(), gone.clone()], &[MAIN, v2]);
+        assert!(got.contains_key(&behind.id), "the build passed it");
+        assert!(!got.contains_key(&ahead.id), "the build will read it");
+        assert!(got.contains_key(&gone.id), "a delete is never left to it");
+        assert!(!v2.needs(&ahead) && v2.needs(&behind) && MAIN.needs(&ahead));
     }
 
     fn done(r: OutboxResult) -> Option<Outcome> {

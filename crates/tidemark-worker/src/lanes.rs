@@ -12,13 +12,32 @@ use crate::execute::{EmbedderCounter, Executor};
 use crate::plan::Shape;
 use crate::worker::Worker;
 use crate::WorkerError;
+use bson::{doc, Document};
+use mongodb::Database;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tidemark_chroma::ChromaIndex;
+use tidemark_core::build_cursor::{build_run_id, checkpoint_id, BuildCursor};
 use tidemark_core::index_def::{IndexDef, IndexState};
 use tidemark_core::VectorIndex;
+use tidemark_core::COLL_SYNC_STATE;
 use tidemark_store::indexes::Indexes;
+
+/// Where the build of index `name` stands now. None when no build has started, or when the
+/// checkpoint cannot be read: the live path then writes every change to the index, as it
+/// always may.
+pub(crate) async fn build_cursor(db: &Database, name: &str) -> Option<BuildCursor> {
+    let id = checkpoint_id(&build_run_id(name));
+    let states = db.collection::<Document>(COLL_SYNC_STATE);
+    match states.find_one(doc! {"_id": &id}).await {
+        Ok(cp) => cp.map(|cp| BuildCursor::from_checkpoint(&cp)),
+        Err(e) => {
+            tracing::debug!(index = name, error = %e, "cannot read the build's checkpoint; writing every change to the index");
+            None
+        }
+    }
+}
 
 /// How often running workers re-read the index definitions.
 pub const REFRESH: Duration = Duration::from_secs(2);

@@ -32,6 +32,9 @@ pub struct Metrics {
     pub claim_widenings_total: IntCounter,
     /// Live writes whose part for a building index was handed to the build's queue, by index.
     pub handoffs_total: IntCounterVec,
+    /// Live writes not written to a building index because its build will read the document
+    /// by itself (it has not passed it yet), by index.
+    pub left_to_build_total: IntCounterVec,
     /// Documents indexed after reading their stored vectors (`read`), or without, because
     /// their entry said the document was new (`skipped`).
     pub stored_reads_total: IntCounterVec,
@@ -119,6 +122,13 @@ impl Metrics {
                 ),
                 &["index"],
             )?,
+            left_to_build_total: IntCounterVec::new(
+                Opts::new(
+                    "tidemark_left_to_build_total",
+                    "Live writes left to a building index's build, which has not read their document yet, by index",
+                ),
+                &["index"],
+            )?,
             stored_reads_total: IntCounterVec::new(
                 Opts::new(
                     "tidemark_stored_reads_total",
@@ -155,6 +165,7 @@ impl Metrics {
         registry.register(Box::new(m.claim_blocked_total.clone()))?;
         registry.register(Box::new(m.claim_widenings_total.clone()))?;
         registry.register(Box::new(m.handoffs_total.clone()))?;
+        registry.register(Box::new(m.left_to_build_total.clone()))?;
         registry.register(Box::new(m.stored_reads_total.clone()))?;
         registry.register(Box::new(m.change_stream_restarts_total.clone()))?;
         registry.register(Box::new(m.resume_token_age_seconds.clone()))?;

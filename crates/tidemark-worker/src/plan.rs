@@ -9,7 +9,9 @@
 //!
 //! Rules (the invariants): the newest entry per document is the primary, older ones are
 //! `superseded` (the primary then covers their indexes too, see `OutboxEntry::indexes`); an
-//! entry older than its document is `superseded`, one newer than its document waits (retry); a missing document means its vectors are deleted; a content hash that does not
+//! entry older than its document is `superseded` (except an index build's, which writes the
+//! document as it is now), one newer than its document waits (retry); a missing document means
+//! its vectors are deleted; a content hash that does not
 //! match the content is a permanent error; a vector with the same content hash and model is not
 //! embedded again, and only its metadata is updated if that differs.
 
@@ -315,7 +317,9 @@ pub(crate) fn decide(primary: Vec<OutboxEntry>, mut docs: Documents, shape: &Sha
             }
             Some(Ok(d)) => d,
         };
-        if doc.version > e.version {
+        // A build's entry asks for the document as it is now: a live change made after the
+        // build read it may have been left to it (see `tidemark_core::build_cursor`).
+        if doc.version > e.version && !e.is_build() {
             out.outcomes
                 .push((e.id, Outcome::Done(OutboxResult::Superseded)));
             continue;

@@ -165,17 +165,39 @@ fn decide_table() {
         Superseded,
         Retry,
     }
+    // Who wrote the entry: an application, an index build, or a hand-off of a live write.
+    #[derive(Debug, Clone, Copy)]
+    enum By {
+        App,
+        Build,
+        Handoff,
+    }
     let cases = [
-        (Op::Upsert, 2, Some(2), Want::Target),
-        (Op::Upsert, 1, Some(2), Want::Superseded),
-        (Op::Upsert, 3, Some(2), Want::Retry),
-        (Op::Upsert, 2, None, Want::Delete),
-        (Op::Delete, 3, None, Want::Delete),
+        (By::App, Op::Upsert, 2, Some(2), Want::Target),
+        (By::App, Op::Upsert, 1, Some(2), Want::Superseded),
+        (By::App, Op::Upsert, 3, Some(2), Want::Retry),
+        (By::App, Op::Upsert, 2, None, Want::Delete),
+        (By::App, Op::Delete, 3, None, Want::Delete),
         // delete then re-put: the old incarnation's entry names a document id that is gone
-        (Op::Delete, 2, Some(2), Want::Target),
+        (By::App, Op::Delete, 2, Some(2), Want::Target),
+        // a build's entry writes the document as it is now (a later change may be left to it)
+        (By::Build, Op::Upsert, 1, Some(2), Want::Target),
+        (By::Build, Op::Upsert, 2, Some(2), Want::Target),
+        (By::Build, Op::Upsert, 3, Some(2), Want::Retry),
+        (By::Build, Op::Upsert, 1, None, Want::Delete),
+        // a hand-off carries one live write: a newer one carries the rest
+        (By::Handoff, Op::Upsert, 1, Some(2), Want::Superseded),
     ];
-    for (op, version, stored, want) in cases {
-        let e = entry(1, 1, op, version);
+    for (by, op, version, stored, want) in cases {
+        let mut e = entry(1, 1, op, version);
+        match by {
+            By::App => {}
+            By::Build => e = e.for_index("v2"),
+            By::Handoff => {
+                e = e.for_index("v2");
+                e.handoff_of = Some(oid(200));
+            }
+        }
         let d = docs(
             stored
                 .map(|v| document(1, v, "hello"))
@@ -197,12 +219,13 @@ fn decide_table() {
                 assert!(r.targets.is_empty() && r.outcomes.is_empty());
             }
             Want::Target => {
-                assert_eq!(r.targets.len(), 1, "{op:?} v{version}");
+                assert_eq!(r.targets.len(), 1, "{by:?} {op:?} v{version}");
                 assert_eq!(r.targets[0].pieces[0].id, oid(1).to_hex());
                 assert!(r.deletes.is_empty() && r.outcomes.is_empty());
             }
             Want::Superseded => {
-                assert_eq!(r.outcomes, vec![(oid(101), done(OutboxResult::Superseded))]);
+                let want = vec![(oid(101), done(OutboxResult::Superseded))];
+                assert_eq!(r.outcomes, want, "{by:?} {op:?} v{version}");
             }
             Want::Retry => match &r.outcomes[..] {
                 [(_, Outcome::Failed(f))] => {

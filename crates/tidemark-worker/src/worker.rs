@@ -258,13 +258,23 @@ impl Worker {
                 exec: &p.exec,
                 shape: &p.shape,
                 building: false,
+                cursor: None,
             }];
-            lanes.extend(extra.iter().map(|l| LaneRef {
-                name: &l.def.name,
-                exec: &l.exec,
-                shape: &l.shape,
-                building: l.building.load(Ordering::Relaxed),
-            }));
+            for l in extra.iter() {
+                let building = l.building.load(Ordering::Relaxed);
+                // Read after the claim, so after the commit of every change claimed.
+                let cursor = match building {
+                    true => crate::lanes::build_cursor(p.store.database(), &l.def.name).await,
+                    false => None,
+                };
+                lanes.push(LaneRef {
+                    name: &l.def.name,
+                    exec: &l.exec,
+                    shape: &l.shape,
+                    building,
+                    cursor,
+                });
+            }
             let ctx = BatchCtx {
                 db: p.store.database(),
                 lanes,

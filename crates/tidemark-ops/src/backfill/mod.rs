@@ -13,7 +13,9 @@
 //!
 //! A run covers the documents there were when it started: up to their largest `_id` then,
 //! kept in the checkpoint as `untilId`. Later documents were enqueued by their own writes (and
-//! reach every index live by then), so a run behind a busy writer still ends.
+//! reach every index live by then), so a run behind a busy writer still ends. An index build
+//! (`for_index`) follows the head instead, a bounded number of passes, so that the workers can
+//! leave the live changes ahead of it to it (see `follow` and `tidemark_core::build_cursor`).
 //!
 //! Selection: all documents (optionally of one `type`), for a full re-embed; or with
 //! `missing_only`, documents that have no vector: `indexedVersion` absent or below `version`,
@@ -26,17 +28,18 @@
 //! waited longer, so a re-embed of millions of documents neither floods the outbox nor delays
 //! the applications' changes.
 
-use crate::txn::{self, Body};
+mod commit;
+mod select;
+
 use crate::{rfc3339, Ops, OpsError, Progress};
 use bson::{doc, oid::ObjectId, Bson, DateTime, Document};
-use futures::{FutureExt, TryStreamExt};
+pub(crate) use commit::{commit_batch, Step};
+use futures::TryStreamExt;
+use select::select;
 use serde::Serialize;
-use std::collections::HashSet;
-use tidemark_core::OutboxStatus;
-use tidemark_core::{Op, OutboxEntry, COLL_DOCUMENTS, COLL_OUTBOX, COLL_SYNC_STATE};
+use tidemark_core::{COLL_DOCUMENTS, COLL_SYNC_STATE};
 
-/// Prefix of checkpoint ids in `sync_state`.
-pub const CHECKPOINT_PREFIX: &str = "backfill:";
+pub use tidemark_core::build_cursor::CHECKPOINT_PREFIX;
 
 /// How to backfill.
 #[derive(Debug, Clone)]
@@ -131,9 +134,7 @@ pub struct BackfillReport {
     pub started_at: String,
 }
 
-fn checkpoint_id(run: &str) -> String {
-    format!("{CHECKPOINT_PREFIX}{run}")
-}
+use tidemark_core::build_cursor::checkpoint_id;
 
 fn int(d: &Document, k: &str) -> u64 {
     match d.get(k) {
@@ -181,6 +182,8 @@ async fn load_checkpoint(
         "missingOnly": opts.missing_only,
         "untilId": until.map(Bson::ObjectId).unwrap_or(Bson::Null),
         "lastId": Bson::Null,
+        // An index build follows the head, so that live changes ahead of it are left to it.
+        "follows": opts.for_index.is_some(),
         "scanned": 0_i64,
         "enqueued": 0_i64,
         "batches": 0_i64,
@@ -219,7 +222,7 @@ async fn finish(
 }
 
 /// The largest document `_id` (of `doc_type`, if given) now: where a new run stops.
-async fn last_document_id(
+pub(crate) async fn last_document_id(
     ops: &Ops,
     doc_type: &Option<String>,
 ) -> Result<Option<ObjectId>, OpsError> {
@@ -235,7 +238,7 @@ async fn last_document_id(
 }
 
 /// The documents a run selects from: all, or those of `doc_type`.
-fn of_type(doc_type: &Option<String>) -> Document {
+pub(crate) fn of_type(doc_type: &Option<String>) -> Document {
     match doc_type {
         Some(t) => doc! {"type": t},
         None => doc! {},
@@ -243,7 +246,11 @@ fn of_type(doc_type: &Option<String>) -> Document {
 }
 
 /// The documents of `base` after `after` (exclusive) up to `until` (inclusive), by `_id`.
-fn in_range(base: &Document, after: Option<ObjectId>, until: Option<ObjectId>) -> Document {
+pub(crate) fn in_range(
+    base: &Document,
+    after: Option<ObjectId>,
+    until: Option<ObjectId>,
+) -> Document {
     let mut range = doc! {};
     if let Some(a) = after {
         range.insert("$gt", a);
@@ -260,78 +267,6 @@ fn in_range(base: &Document, after: Option<ObjectId>, until: Option<ObjectId>) -
 
 fn is_duplicate(e: &mongodb::error::Error) -> bool {
     tidemark_store::mongo_error::is_duplicate_key(e)
-}
-
-/// Which of a page's documents to enqueue.
-async fn select(
-    ops: &Ops,
-    exists: bool,
-    page: &[Document],
-    missing_only: bool,
-) -> Result<Vec<ObjectId>, OpsError> {
-    let ids: Vec<ObjectId> = page
-        .iter()
-        .filter_map(|d| d.get_object_id("_id").ok())
-        .collect();
-    if !missing_only {
-        return Ok(ids);
-    }
-    // A chunked document counts as present when its first chunk is (verify finds the rest).
-    let chunked = ops.text.as_ref().is_some_and(|t| t.chunks.is_some());
-    let vector_of = |id: &ObjectId| {
-        if chunked {
-            tidemark_core::ids::chunk_vector_id(id, 0)
-        } else {
-            id.to_hex()
-        }
-    };
-    let in_chroma: HashSet<String> = if exists {
-        let hex: Vec<String> = ids.iter().map(vector_of).collect();
-        ops.index
-            .fetch(&hex)
-            .await?
-            .into_iter()
-            .map(|r| r.id)
-            .collect()
-    } else {
-        HashSet::new()
-    };
-    let version = |d: &Document, k: &str| match d.get(k) {
-        Some(Bson::Int64(i)) => Some(*i),
-        Some(Bson::Int32(i)) => Some(*i as i64),
-        _ => None,
-    };
-    let missing: Vec<ObjectId> = page
-        .iter()
-        .filter(|d| {
-            let Ok(id) = d.get_object_id("_id") else {
-                return false;
-            };
-            let v = version(d, "version").unwrap_or(0);
-            version(d, "indexedVersion").is_none_or(|iv| iv < v)
-                || !in_chroma.contains(&vector_of(&id))
-        })
-        .filter_map(|d| d.get_object_id("_id").ok())
-        .collect();
-    if missing.is_empty() {
-        return Ok(missing);
-    }
-    let pending: HashSet<ObjectId> = ops
-        .store
-        .database()
-        .collection::<Document>(COLL_OUTBOX)
-        .distinct(
-            "documentId",
-            doc! {"documentId": {"$in": &missing}, "status": OutboxStatus::Pending},
-        )
-        .await?
-        .into_iter()
-        .filter_map(|b| b.as_object_id())
-        .collect();
-    Ok(missing
-        .into_iter()
-        .filter(|i| !pending.contains(i))
-        .collect())
 }
 
 /// Runs (or resumes) a backfill; see the module doc.
@@ -363,49 +298,46 @@ pub async fn backfill(
         report.completed = true;
         return Ok(report);
     }
-    let mut last: Option<ObjectId> = cp.get_object_id("lastId").ok();
-    let exists = ops.index_exists().await?;
-    let docs = ops.store.database().collection::<Document>(COLL_DOCUMENTS);
-    let base = of_type(&opts.doc_type);
-    // The documents there were when the run started; later ones were enqueued by their own
-    // writes (and reach every index live then), so a scan behind a busy writer still ends.
-    let until = match cp.get("untilId") {
-        Some(Bson::ObjectId(u)) => Some(*u),
-        Some(Bson::Null) => {
-            return finish(ops, &cp_id, last, report).await;
-        }
-        _ => None, // a checkpoint written before runs had a bound
+    let Some(mut pos) = Position::of(&cp) else {
+        let last = cp.get_object_id("lastId").ok();
+        return finish(ops, &cp_id, last, report).await;
     };
-    let total = docs.count_documents(in_range(&base, None, until)).await?;
+    let base = of_type(&opts.doc_type);
+    let scan = Scan {
+        ops,
+        opts,
+        exists: ops.index_exists().await?,
+        at: crate::follow::Bound {
+            cp_id: &cp_id,
+            base: &base,
+            doc_type: &opts.doc_type,
+            batch: opts.batch_size.clamp(1, 5000),
+        },
+    };
+    let docs = ops.store.database().collection::<Document>(COLL_DOCUMENTS);
+    let total = docs
+        .count_documents(in_range(&base, None, pos.until))
+        .await?;
     progress.phase("backfill", Some(total));
     progress.inc(report.total_scanned.min(total));
-    let batch = opts.batch_size.clamp(1, 5000);
     let throttle = opts.throttle();
     loop {
         if opts.max_batches.is_some_and(|m| report.batches >= m) {
             break;
         }
         throttle.wait(ops).await?;
-        let page: Vec<Document> = docs
-            .find(in_range(&base, last, until))
-            .sort(doc! {"_id": 1})
-            .limit(batch as i64)
-            .projection(doc! {"version": 1, "indexedVersion": 1})
-            .await?
-            .try_collect()
-            .await?;
+        let page = scan.page(&pos).await?;
         let Some(page_last) = page.last().and_then(|d| d.get_object_id("_id").ok()) else {
-            report = finish(ops, &cp_id, last, report).await?;
+            if pos.follows && !pos.sealed && scan.at.reached(ops, &mut pos, progress).await? {
+                continue;
+            }
+            report = finish(ops, &cp_id, pos.last, report).await?;
+            report.enqueued += scan.after_finish(&pos).await?;
             break;
         };
-        let chosen = select(ops, exists, &page, opts.missing_only).await?;
-        let scan = Scanned {
-            to: page_last,
-            chosen: &chosen,
-            count: page.len() as u64,
-        };
-        let n = commit_batch(ops, &cp_id, last, scan, opts.for_index.as_deref()).await?;
-        last = Some(page_last);
+        let n = scan.commit(&pos, &page, page_last).await?;
+        pos.last = Some(page_last);
+        pos.pass_docs += page.len() as u64;
         report.batches += 1;
         report.scanned += page.len() as u64;
         report.enqueued += n;
@@ -419,97 +351,111 @@ pub async fn backfill(
     Ok(report)
 }
 
-/// A page of the scan: where it ends, the documents chosen from it, how many it read.
-struct Scanned<'a> {
-    to: ObjectId,
-    chosen: &'a [ObjectId],
-    count: u64,
+/// What a run's pages need: the options, whether the index exists (for `missing_only`), and
+/// where the run's range ends (`follow`).
+struct Scan<'a> {
+    ops: &'a Ops,
+    opts: &'a BackfillOptions,
+    exists: bool,
+    at: crate::follow::Bound<'a>,
 }
 
-/// One transaction: entries for the page's chosen documents (as they are now, for the index
-/// `for_index` only when set) and the checkpoint moved from `from` to the page's end. Fails
-/// with `Conflict` when the checkpoint is no longer at `from`.
-async fn commit_batch(
-    ops: &Ops,
-    cp_id: &str,
-    from: Option<ObjectId>,
-    page: Scanned<'_>,
-    for_index: Option<&str>,
-) -> Result<u64, OpsError> {
-    let Scanned {
-        to,
-        chosen,
-        count: scanned,
-    } = page;
-    let db = ops.store.database().clone();
-    let from_bson = from.map(Bson::ObjectId).unwrap_or(Bson::Null);
-    let out = txn::run(ops.store.client(), |s| {
-        let db = db.clone();
-        let from_bson = from_bson.clone();
-        let cp_id = cp_id.to_string();
-        let chosen = chosen.to_vec();
-        let for_index = for_index.map(str::to_string);
-        async move {
-            let mut entries = Vec::with_capacity(chosen.len());
-            if !chosen.is_empty() {
-                let mut raw = db
-                    .collection::<Document>(COLL_DOCUMENTS)
-                    .find(doc! {"_id": {"$in": &chosen}})
-                    .projection(doc! {"contentId": 1, "version": 1, "contentHash": 1})
-                    .session(&mut *s)
-                    .await?;
-                while let Some(d) = raw.next(&mut *s).await {
-                    let d = d?;
-                    let (Ok(id), Ok(cid), Ok(hash)) = (
-                        d.get_object_id("_id"),
-                        d.get_str("contentId"),
-                        d.get_str("contentHash"),
-                    ) else {
-                        continue;
-                    };
-                    let v = match d.get("version") {
-                        Some(Bson::Int64(i)) => *i,
-                        Some(Bson::Int32(i)) => *i as i64,
-                        _ => continue,
-                    };
-                    let e = OutboxEntry::new_pending(id, cid, Op::Upsert, v, hash);
-                    entries.push(match &for_index {
-                        Some(name) => e.for_index(name),
-                        None => e,
-                    });
-                }
-            }
-            let n = entries.len() as u64;
-            let moved = db
-                .collection::<Document>(COLL_SYNC_STATE)
-                .update_one(
-                    doc! {"_id": &cp_id, "lastId": from_bson, "completedAt": {"$exists": false}},
-                    doc! {
-                        "$set": {"lastId": to, "updatedAt": DateTime::now()},
-                        "$inc": {"scanned": scanned as i64, "enqueued": n as i64, "batches": 1_i64},
-                    },
-                )
-                .session(&mut *s)
-                .await?;
-            if moved.matched_count == 0 {
-                return Ok(Body::Abort(None));
-            }
-            if n > 0 {
-                db.collection::<OutboxEntry>(COLL_OUTBOX)
-                    .insert_many(entries)
-                    .session(&mut *s)
-                    .await?;
-            }
-            Ok(Body::Commit(Some(n)))
+impl Scan<'_> {
+    /// The next page of documents after `pos` within its bound.
+    async fn page(&self, pos: &Position) -> Result<Vec<Document>, OpsError> {
+        let docs = self
+            .ops
+            .store
+            .database()
+            .collection::<Document>(COLL_DOCUMENTS);
+        Ok(docs
+            .find(in_range(self.at.base, pos.last, pos.until))
+            .sort(doc! {"_id": 1})
+            .limit(self.at.batch as i64)
+            .projection(doc! {"version": 1, "indexedVersion": 1})
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    /// Enqueues the page's chosen documents and moves the checkpoint past it; for an index
+    /// build, then the documents committed inside its range after it was read (see `follow`).
+    async fn commit(
+        &self,
+        pos: &Position,
+        page: &[Document],
+        page_last: ObjectId,
+    ) -> Result<u64, OpsError> {
+        let (ops, for_index) = (self.ops, self.opts.for_index.as_deref());
+        let chosen = select(ops, self.exists, page, self.opts.missing_only).await?;
+        let step = Step::Move {
+            from: pos.last,
+            to: page_last,
+            scanned: page.len() as u64,
+        };
+        let n = commit_batch(ops, self.at.cp_id, step, &chosen, for_index).await?;
+        if for_index.is_none() {
+            return Ok(n);
         }
-        .boxed()
-    })
-    .await?;
-    out.ok_or_else(|| {
-        OpsError::Conflict(format!(
-            "the checkpoint `{cp_id}` moved on (another process runs this backfill, or it completed); nothing was written"
-        ))
-    })
+        let read: Vec<ObjectId> = page
+            .iter()
+            .filter_map(|d| d.get_object_id("_id").ok())
+            .collect();
+        let late = self
+            .at
+            .enqueue_late(ops, pos.last, page_last, &read, for_index);
+        Ok(n + late.await?)
+    }
+
+    /// For an index build that just completed: the documents committed within its range
+    /// after its last page was read (see `follow`).
+    async fn after_finish(&self, pos: &Position) -> Result<u64, OpsError> {
+        match (self.opts.for_index.as_deref(), pos.until) {
+            (Some(ix), Some(until)) => {
+                let late = self
+                    .at
+                    .enqueue_late(self.ops, pos.last, until, &[], Some(ix));
+                late.await
+            }
+            _ => Ok(0),
+        }
+    }
+}
+
+/// Where a run's scan stands: its last `_id`, its bound, and (a build that follows the head,
+/// see `follow`) its passes.
+pub(crate) struct Position {
+    pub last: Option<ObjectId>,
+    /// None: a checkpoint written before runs had a bound (scan to the end).
+    pub until: Option<ObjectId>,
+    pub follows: bool,
+    pub sealed: bool,
+    pub passes: u32,
+    /// Documents this call scanned in the current pass.
+    pub pass_docs: u64,
+}
+
+impl Position {
+    /// The position a checkpoint records; None when the run has nothing to scan (there were
+    /// no documents when it started, and it does not follow the head).
+    fn of(cp: &Document) -> Option<Position> {
+        let c = tidemark_core::build_cursor::BuildCursor::from_checkpoint(cp);
+        let until = match cp.get("untilId") {
+            Some(Bson::ObjectId(u)) => Some(*u),
+            // No documents when it started: a following run begins at the head.
+            Some(Bson::Null) if c.follows => Some(ObjectId::from_bytes([0; 12])),
+            Some(Bson::Null) => return None,
+            _ => None,
+        };
+        Some(Position {
+            last: c.last,
+            until,
+            follows: c.follows,
+            sealed: c.sealed,
+            passes: 0,
+            pass_docs: 0,
+        })
+    }
 }
 
 #[cfg(test)]

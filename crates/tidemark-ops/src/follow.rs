@@ -1,0 +1,241 @@
+//! Index builds that follow the head of `documents`, so that live changes ahead of them can be
+//! left to them (the rule the worker applies is `tidemark_core::build_cursor`).
+//!
+//! A build's checkpoint says `follows`: when the scan reaches its bound (`untilId`) it moves
+//! the bound to the newest document and scans on, pass after pass, while each pass is shorter
+//! than the one before. Then it seals: `sealedAt` is written first, the newest document is read
+//! after it and becomes the final bound, so every document a worker left to the build before
+//! the seal is within the final pass, and every one written after it is written live.
+//!
+//! Each step that takes documents out of what the workers leave to the build is followed by a
+//! look at exactly those documents ([`late`]): a document committed after the scan read its
+//! page but before the checkpoint moved past it (its `_id` inside the page's range: ObjectIds
+//! of several writers interleave within a second) may have been left to the build by a worker
+//! that read the old checkpoint. Such a document is enqueued too. One committed after the look
+//! is seen by the workers with the checkpoint already past it, so they write it live.
+
+use crate::backfill::{commit_batch, in_range, last_document_id, Position, Step};
+use crate::{Ops, OpsError, Progress};
+use bson::{doc, oid::ObjectId, Bson, DateTime, Document};
+use futures::TryStreamExt;
+use tidemark_core::build_cursor::fields;
+use tidemark_core::{COLL_DOCUMENTS, COLL_SYNC_STATE};
+
+/// At most this many passes before a build seals (each one over the documents written during
+/// the one before).
+pub(crate) const MAX_PASSES: u32 = 16;
+
+/// What a following build does when its scan reached its bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AtBound {
+    /// Move the bound to the newest document and scan on.
+    Extend,
+    /// Stop following: the final pass covers what is left.
+    Seal,
+}
+
+/// The decision at the bound: `new_docs` were written since the pass began, which scanned
+/// `last_pass`; this would be pass `passes + 1`. A build extends while it is gaining on the
+/// writers (each pass shorter than the last) and the rest is more than one batch.
+pub(crate) fn at_bound(new_docs: u64, last_pass: u64, passes: u32, batch: usize) -> AtBound {
+    if new_docs <= batch as u64 || passes >= MAX_PASSES || new_docs >= last_pass {
+        AtBound::Seal
+    } else {
+        AtBound::Extend
+    }
+}
+
+/// The documents of `base` in `(from, to]` other than `seen`: those a step that moved the
+/// build past them has not enqueued (see the module doc).
+pub(crate) async fn late(
+    ops: &Ops,
+    base: &Document,
+    from: Option<ObjectId>,
+    to: ObjectId,
+    seen: &[ObjectId],
+) -> Result<Vec<ObjectId>, OpsError> {
+    let mut range = doc! {"$lte": to, "$nin": seen};
+    if let Some(f) = from {
+        range.insert("$gt", f);
+    }
+    let mut filter = base.clone();
+    filter.insert("_id", range);
+    let found: Vec<Document> = ops
+        .store
+        .database()
+        .collection::<Document>(COLL_DOCUMENTS)
+        .find(filter)
+        .projection(doc! {"_id": 1})
+        .await?
+        .try_collect()
+        .await?;
+    Ok(found
+        .iter()
+        .filter_map(|d| d.get_object_id("_id").ok())
+        .collect())
+}
+
+/// Sets the run's bound to `until` (and seals it, with `seal`) if its checkpoint is still at
+/// `last` and not completed; false when it moved on.
+pub(crate) async fn set_bound(
+    ops: &Ops,
+    cp_id: &str,
+    last: Option<ObjectId>,
+    until: Option<ObjectId>,
+    seal: bool,
+) -> Result<bool, OpsError> {
+    let now = DateTime::now();
+    let mut set = doc! {
+        fields::UNTIL_ID: until.map(Bson::ObjectId).unwrap_or(Bson::Null),
+        "updatedAt": now,
+    };
+    if seal {
+        set.insert(fields::SEALED_AT, now);
+    }
+    let moved = ops
+        .store
+        .database()
+        .collection::<Document>(COLL_SYNC_STATE)
+        .update_one(
+            doc! {
+                "_id": cp_id,
+                fields::LAST_ID: last.map(Bson::ObjectId).unwrap_or(Bson::Null),
+                fields::COMPLETED_AT: {"$exists": false},
+            },
+            doc! {"$set": set},
+        )
+        .await?;
+    Ok(moved.matched_count == 1)
+}
+
+/// A following run at the end of its range: what deciding and enqueueing there needs.
+pub(crate) struct Bound<'a> {
+    pub cp_id: &'a str,
+    /// The documents the run selects from, and their `type` when it has one.
+    pub base: &'a Document,
+    pub doc_type: &'a Option<String>,
+    pub batch: usize,
+}
+
+impl Bound<'_> {
+    fn moved_on(&self) -> OpsError {
+        OpsError::Conflict(format!(
+            "the checkpoint `{}` moved on (another process runs this build, or it completed)",
+            self.cp_id
+        ))
+    }
+
+    /// Documents of the run in `(from, to]`.
+    async fn count(
+        &self,
+        ops: &Ops,
+        from: Option<ObjectId>,
+        to: ObjectId,
+    ) -> Result<u64, OpsError> {
+        let docs = ops.store.database().collection::<Document>(COLL_DOCUMENTS);
+        Ok(docs
+            .count_documents(in_range(self.base, from, Some(to)))
+            .await?)
+    }
+
+    /// The scan reached the bound of a run that follows the head: moves the bound to the
+    /// newest document (true: scan on), or seals the run and moves the bound one last time,
+    /// to the newest document read after the seal (true when there is a final pass to scan).
+    pub async fn reached(
+        &self,
+        ops: &Ops,
+        pos: &mut Position,
+        progress: &dyn Progress,
+    ) -> Result<bool, OpsError> {
+        let head = last_document_id(ops, self.doc_type).await?;
+        let new_docs = match head {
+            Some(h) if head > pos.until => self.count(ops, pos.until, h).await?,
+            _ => 0,
+        };
+        if at_bound(new_docs, pos.pass_docs, pos.passes, self.batch) == AtBound::Extend {
+            if !set_bound(ops, self.cp_id, pos.last, head, false).await? {
+                return Err(self.moved_on());
+            }
+            pos.until = head;
+            pos.passes += 1;
+            pos.pass_docs = 0;
+            tracing::debug!(
+                passes = pos.passes,
+                documents = new_docs,
+                "index build follows the head"
+            );
+            progress.phase(
+                "backfill: documents written during the build",
+                Some(new_docs),
+            );
+            return Ok(true);
+        }
+        // Seal first, then read the head: a document a worker left to the build before the
+        // seal exists by then, so it is within the final bound.
+        if !set_bound(ops, self.cp_id, pos.last, pos.until, true).await? {
+            return Err(self.moved_on());
+        }
+        pos.sealed = true;
+        let head = last_document_id(ops, self.doc_type).await?;
+        let Some(h) = head.filter(|_| head > pos.until) else {
+            return Ok(false);
+        };
+        if !set_bound(ops, self.cp_id, pos.last, head, false).await? {
+            return Err(self.moved_on());
+        }
+        let n = self.count(ops, pos.until, h).await?;
+        pos.until = head;
+        tracing::debug!(documents = n, "index build sealed; the final pass");
+        progress.phase("backfill: the final pass", Some(n));
+        Ok(true)
+    }
+
+    /// Enqueues the documents in `(from, to]` other than `seen` (see [`late`]); how many.
+    pub async fn enqueue_late(
+        &self,
+        ops: &Ops,
+        from: Option<ObjectId>,
+        to: ObjectId,
+        seen: &[ObjectId],
+        for_index: Option<&str>,
+    ) -> Result<u64, OpsError> {
+        let found = late(ops, self.base, from, to, seen).await?;
+        if found.is_empty() {
+            return Ok(0);
+        }
+        tracing::debug!(
+            documents = found.len(),
+            "index build: documents committed behind its scan"
+        );
+        commit_batch(ops, self.cp_id, Step::Stay, &found, for_index).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_follows_while_it_gains_on_the_writers() {
+        let cases = [
+            // (written during the pass, the pass, passes so far, batch, decision)
+            (0, 20_000, 1, 64, AtBound::Seal),
+            (64, 20_000, 1, 64, AtBound::Seal),
+            (65, 20_000, 1, 64, AtBound::Extend),
+            (12_000, 20_000, 1, 64, AtBound::Extend),
+            (20_000, 20_000, 1, 64, AtBound::Seal),
+            (25_000, 20_000, 1, 64, AtBound::Seal),
+            (500, 1_000, MAX_PASSES - 1, 64, AtBound::Extend),
+            (500, 1_000, MAX_PASSES, 64, AtBound::Seal),
+            // a resumed run that scanned little in this call gives up following early
+            (100, 50, 0, 64, AtBound::Seal),
+        ];
+        for (new_docs, pass, passes, batch, want) in cases {
+            assert_eq!(
+                at_bound(new_docs, pass, passes, batch),
+                want,
+                "{new_docs} new after a pass of {pass}, {passes} passes"
+            );
+        }
+    }
+}
