@@ -101,6 +101,8 @@ const SIGNED: &[&str] = &[
     // Zero when the quick build ends before a live write is handed on to the new index.
     "index.handed_on",
     "index.handed_p99_s",
+    // Zero when the quick build has passed every document before a live write.
+    "index.left_to_build",
 ];
 
 /// Figures with a goal (printed next to them).

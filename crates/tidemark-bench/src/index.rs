@@ -1,19 +1,21 @@
 //! Measurement: building a new index version while the application keeps writing. A corpus is
 //! written and drained into the active index (`main`, hashing embedder); then a second index
 //! (another dimension, so other vectors) is created and built by `tidemark index build`'s code
-//! while writers put new documents at half load (a quarter of the corpus drain: each live
-//! write goes to both indexes; `--index-live-rate` fixes it instead, so that two runs' lags
-//! compare). Figures: the build's docs/s and the live entries' commit-to-done lag during the
-//! build (goal p99 < 1 s). A live entry is written to both indexes; when its part for the new
-//! index fails or lags, that part is handed to the build's queue as an entry of its own, and
-//! those entries' count and commit-to-done lag (to the new index) are reported beside it,
-//! without a goal.
+//! while writers put new documents at half load (a quarter of the corpus drain: a live write
+//! to a document the build has passed goes to both indexes; `--index-live-rate` fixes it
+//! instead, so that two runs' lags compare). Figures: the build's docs/s and the live entries'
+//! commit-to-done lag during the build (goal p99 < 1 s). A live write to a document the build
+//! has not reached yet (here every new document, until the build seals) is left to the build,
+//! which follows the documents written while it runs; their count is reported. A live entry
+//! written to both indexes whose part for the new index fails or lags hands that part to the
+//! build's queue as an entry of its own, and those entries' count and commit-to-done lag (to
+//! the new index) are reported beside it, without a goal.
 
 use crate::drain::{backlog_raw, wait_drained};
 use crate::lag::{lags_where, SteadyWriters};
 use crate::report::Report;
 use crate::stats::{percentile, rate};
-use crate::worker_proc::{histogram_totals, Provider, WorkerProc};
+use crate::worker_proc::{histogram_totals, sample, Provider, WorkerProc};
 use crate::{BenchError, Ctx};
 use bson::doc;
 use futures::TryStreamExt;
@@ -43,8 +45,9 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
         .map_err(|e| BenchError::Setup(format!("index create: {e}")))?;
     ctx.chroma_collection(&def.collection);
 
-    // Every live write goes to both indexes during the build, so the worker's capacity is
-    // about half of the corpus drain; half load is half of that.
+    // A live write may go to both indexes during the build (once the build has passed its
+    // document), so the worker's capacity is taken as half of the corpus drain; half load is
+    // half of that.
     let target = ctx
         .counts
         .index_live_rate
@@ -55,11 +58,12 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     let writers = SteadyWriters::start(&store, "live", target, None, Some(stop.clone()));
     // The build's throttle as `tidemark index build` sets it by default: it yields while live
     // entries have been due over half a second, and enqueues half a worker batch at a time
-    // while at most half a batch of its own entries is pending.
+    // while at most half a batch of its own entries is pending (`build_pending_default`).
     let half = tidemark_ops::indexes::build_batch_default(ctx.counts.batch_size);
+    let pending = tidemark_ops::indexes::build_pending_default(ctx.counts.batch_size);
     let opts = BackfillOptions {
         batch_size: half,
-        max_pending: Some(half as u64),
+        max_pending: Some(pending),
         max_lag: Some(BUILD_MAX_LAG),
         ..BackfillOptions::default()
     };
@@ -203,6 +207,13 @@ fn report_stages(report: &mut Report, before: &str, after: &str) {
         "mean Chroma upsert during the build (either index)",
         mean("tidemark_vector_write_seconds{op=\"upsert\"}") * 1000.0,
         "ms",
+    );
+    let left = format!("tidemark_left_to_build_total{{index=\"{NEW_INDEX}\"}}");
+    report.add(
+        "index.left_to_build",
+        "live writes left to the build (their document not read by it yet)",
+        sample(after, &left) - sample(before, &left),
+        "entries",
     );
 }
 

@@ -191,7 +191,7 @@ impl Counts {
             migrate_records: 3000,
             migrate_batch: 100,
             index_docs: 20_000,
-            index_max_seconds: 240.0,
+            index_max_seconds: 360.0,
             index_live_rate: None,
             scale_backlog: 20_000,
             backlog_curve: vec![10_000, 50_000, 100_000],

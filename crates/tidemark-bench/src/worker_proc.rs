@@ -221,6 +221,15 @@ pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
+/// The value of one series (a name with its labels, e.g. `x_total{index="v2"}`) in a
+/// Prometheus text page; 0 when it is not there.
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(series))
+        .find_map(|rest| rest.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Sum and count of every `*_seconds` histogram in a Prometheus text exposition, keyed by
 /// metric name with labels (e.g. `tidemark_vector_write_seconds{op="upsert"}`).
 pub fn histogram_totals(text: &str) -> BTreeMap<String, (f64, u64)> {
@@ -262,6 +271,26 @@ mod tests {
         assert_eq!(h["tidemark_embed_seconds"], (1.5, 4));
         assert_eq!(h["tidemark_vector_write_seconds{op=\"upsert\"}"], (2.25, 9));
         assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn a_sample_is_found_by_its_whole_series() {
+        let text = "# HELP x\n\
+            tidemark_left_to_build_total{index=\"v2\"} 12\n\
+            tidemark_left_to_build_total{index=\"v22\"} 5\n";
+        assert_eq!(
+            sample(text, "tidemark_left_to_build_total{index=\"v2\"}"),
+            12.0
+        );
+        assert_eq!(
+            sample(text, "tidemark_left_to_build_total{index=\"v3\"}"),
+            0.0
+        );
+        assert_eq!(
+            sample(text, "tidemark_left_to_build_total"),
+            0.0,
+            "labels are part of it"
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! left to them (the rule the worker applies is `tidemark_core::build_cursor`).
 //!
 //! A build's checkpoint says `follows`: when the scan reaches its bound (`untilId`) it moves
-//! the bound to the newest document and scans on, pass after pass, while each pass is shorter
-//! than the one before. Then it seals: `sealedAt` is written first, the newest document is read
+//! the bound to the newest document and scans on, pass after pass, while each pass is at most
+//! seven eighths of the one before. Then it seals: `sealedAt` is written first, the newest document is read
 //! after it and becomes the final bound, so every document a worker left to the build before
 //! the seal is within the final pass, and every one written after it is written live.
 //!
@@ -35,10 +35,14 @@ pub(crate) enum AtBound {
 }
 
 /// The decision at the bound: `new_docs` were written since the pass began, which scanned
-/// `last_pass`; this would be pass `passes + 1`. A build extends while it is gaining on the
-/// writers (each pass shorter than the last) and the rest is more than one batch.
+/// `last_pass`; this would be pass `passes + 1`. A build extends while it gains on the writers
+/// (each pass at most seven eighths of the last, so all of them together take at most eight
+/// times the first) and the rest is more than one batch. Once sealed, a change to a document
+/// written after the seal costs a write to both indexes again, so a build follows as long as
+/// it converges in bounded time.
 pub(crate) fn at_bound(new_docs: u64, last_pass: u64, passes: u32, batch: usize) -> AtBound {
-    if new_docs <= batch as u64 || passes >= MAX_PASSES || new_docs >= last_pass {
+    let gaining = new_docs.saturating_mul(8) <= last_pass.saturating_mul(7);
+    if new_docs <= batch as u64 || passes >= MAX_PASSES || !gaining {
         AtBound::Seal
     } else {
         AtBound::Extend
@@ -223,6 +227,8 @@ mod tests {
             (64, 20_000, 1, 64, AtBound::Seal),
             (65, 20_000, 1, 64, AtBound::Extend),
             (12_000, 20_000, 1, 64, AtBound::Extend),
+            (17_500, 20_000, 1, 64, AtBound::Extend),
+            (17_501, 20_000, 1, 64, AtBound::Seal),
             (20_000, 20_000, 1, 64, AtBound::Seal),
             (25_000, 20_000, 1, 64, AtBound::Seal),
             (500, 1_000, MAX_PASSES - 1, 64, AtBound::Extend),

@@ -90,11 +90,17 @@ pub async fn create(store: &Store, cfg: &Config, name: &str) -> Result<IndexDef,
     Ok(def)
 }
 
-/// A build's batch size and pending bound when not given: half a worker batch each, so at
-/// most about one worker batch of build entries is queued and the live entries stay within
-/// every claim's view (two batches), where they are taken first.
+/// A build's batch size when not given: half a worker batch.
 pub fn build_batch_default(worker_batch_size: usize) -> usize {
     (worker_batch_size / 2).max(1)
+}
+
+/// A build's pending bound when not given: half a worker batch, as the batch, so at most
+/// about one worker batch of build entries is pending and the live entries stay within every
+/// claim's view (two batches), where they are taken first. (A whole batch built faster, 358
+/// against 253 docs/s, but lengthened the live tail: p99 3.1 against 1.35 s.)
+pub fn build_pending_default(worker_batch_size: usize) -> u64 {
+    build_batch_default(worker_batch_size) as u64
 }
 
 /// Builds `name`: enqueues every document (resumable; `opts` throttles), then records that

@@ -1,7 +1,10 @@
 //! The throttle of a backfill or an index build: before each batch, wait while the workers have
 //! enough to do. Two bounds, either optional: how many entries are pending (an index build
-//! counts its own only, so live writes never stop it), and how long the live entries due now
-//! have waited (an index build yields while applications' changes queue up behind it).
+//! counts its own only, so live writes never stop it), and how long the live entries have
+//! waited: those due now, and those done in the last two seconds, from commit to done (an
+//! index build yields while applications' changes queue up or slow down behind it: a build
+//! that takes the vector store from them shows in their commit-to-done time before any of
+//! them waits to be claimed).
 
 use crate::{Ops, OpsError};
 use bson::{doc, DateTime, Document};
@@ -9,8 +12,13 @@ use futures::TryStreamExt;
 use std::time::Duration;
 use tidemark_core::{OutboxStatus, COLL_OUTBOX};
 
-/// How often a throttled run looks at the outbox again.
+/// How often a run that yields to live entries looks at the outbox again.
 pub const POLL: Duration = Duration::from_millis(250);
+
+/// How often a run held by `max_pending` looks again: the workers carry out a batch in a few
+/// hundred milliseconds, and a longer pause leaves them without the run's next one (an index
+/// build fell to about one batch per [`POLL`]).
+pub const POLL_PENDING: Duration = Duration::from_millis(50);
 
 /// The bounds: at most `max_pending` pending entries (the build's own for `index`, when given:
 /// not the live writes handed on to it);
@@ -28,7 +36,8 @@ impl Throttle {
         self.max_pending.is_none() && self.max_lag.is_none()
     }
 
-    /// Waits (polling every [`POLL`]) until both bounds hold.
+    /// Waits (polling every [`POLL_PENDING`] or [`POLL`], by the bound that holds it) until
+    /// both bounds hold.
     pub async fn wait(&self, ops: &Ops) -> Result<(), OpsError> {
         if self.is_off() {
             return Ok(());
@@ -37,14 +46,14 @@ impl Throttle {
         let mut logged = false;
         loop {
             let why = self.reason(&outbox).await?;
-            let Some(why) = why else {
+            let Some((why, pause)) = why else {
                 return Ok(());
             };
             if !logged {
                 tracing::debug!(why, "backfill waits for the workers");
                 logged = true;
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -52,7 +61,7 @@ impl Throttle {
     async fn reason(
         &self,
         outbox: &mongodb::Collection<Document>,
-    ) -> Result<Option<String>, OpsError> {
+    ) -> Result<Option<(String, Duration)>, OpsError> {
         if let Some(max) = self.max_pending {
             let mut filter = doc! {"status": OutboxStatus::Pending};
             if let Some(name) = &self.index {
@@ -62,16 +71,22 @@ impl Throttle {
             }
             let pending = outbox.count_documents(filter).await?;
             if pending > max {
-                return Ok(Some(format!("{pending} entries pending (at most {max})")));
+                let why = format!("{pending} entries pending (at most {max})");
+                return Ok(Some((why, POLL_PENDING)));
             }
         }
         if let Some(max) = self.max_lag {
             let now = DateTime::now();
             let lag = oldest_live_wait(outbox, now).await?;
+            let took = recent_live_lag(outbox, now).await?;
+            if took > max {
+                let why =
+                    format!("live entries took {took:?} from commit to done (at most {max:?})");
+                return Ok(Some((why, POLL)));
+            }
             if lag > max {
-                return Ok(Some(format!(
-                    "live entries due for {lag:?} (at most {max:?})"
-                )));
+                let why = format!("live entries due for {lag:?} (at most {max:?})");
+                return Ok(Some((why, POLL)));
             }
         }
         Ok(None)
@@ -109,6 +124,40 @@ async fn oldest_live_wait(
 }
 
 /// The time from `since` to `now` (zero when `since` is later).
+/// How far back [`recent_live_lag`] looks.
+const RECENT: Duration = Duration::from_secs(2);
+
+/// The commit-to-done time of the slowest live entry done in the last [`RECENT`] (zero when
+/// none): a build that takes the vector store from the live writes shows here first, before
+/// any of them waits to be claimed.
+async fn recent_live_lag(
+    outbox: &mongodb::Collection<Document>,
+    now: DateTime,
+) -> Result<Duration, OpsError> {
+    let since = DateTime::from_millis(now.timestamp_millis() - RECENT.as_millis() as i64);
+    let page: Vec<Document> = outbox
+        .find(doc! {"doneAt": {"$gte": since}})
+        .sort(doc! {"doneAt": -1})
+        .limit(LAG_PAGE)
+        .batch_size(LAG_PAGE as u32)
+        .projection(doc! {"createdAt": 1, "doneAt": 1, "indexes": 1})
+        .await?
+        .try_collect()
+        .await?;
+    Ok(page
+        .iter()
+        .filter(|d| !d.contains_key("indexes"))
+        .filter_map(|d| {
+            let (c, e) = (
+                d.get_datetime("createdAt").ok()?,
+                d.get_datetime("doneAt").ok()?,
+            );
+            Some(waited(*c, *e))
+        })
+        .max()
+        .unwrap_or_default())
+}
+
 fn waited(since: DateTime, now: DateTime) -> Duration {
     let ms = now.timestamp_millis() - since.timestamp_millis();
     Duration::from_millis(ms.max(0) as u64)

@@ -105,7 +105,8 @@ pub fn run(global: &GlobalArgs, args: IndexArgs) -> anyhow::Result<ExitCode> {
                 max_batches,
             } => {
                 let half = indexes::build_batch_default(cfg.worker.batch_size);
-                let max_pending = max_pending.unwrap_or(half as u64);
+                let pending = indexes::build_pending_default(cfg.worker.batch_size);
+                let max_pending = max_pending.unwrap_or(pending);
                 let opts = BackfillOptions {
                     batch_size: batch_size.unwrap_or(half),
                     max_pending: (max_pending > 0).then_some(max_pending),

@@ -62,7 +62,8 @@ pub struct BackfillOptions {
     /// Forget the checkpoint of this run and start from the beginning.
     pub restart: bool,
     /// Before each batch, wait while the live entries due (those applications wrote) have
-    /// waited longer than this: the run yields to them.
+    /// waited longer than this, or one done in the last two seconds took longer from commit
+    /// to done: the run yields to them.
     pub max_lag: Option<std::time::Duration>,
     /// Entries for this index definition only (an index build: the other live indexes hold
     /// these documents already, so the workers leave them alone there).
