@@ -123,7 +123,6 @@ async fn oldest_live_wait(
         .unwrap_or_default())
 }
 
-/// The time from `since` to `now` (zero when `since` is later).
 /// How far back [`recent_live_lag`] looks.
 const RECENT: Duration = Duration::from_secs(2);
 
@@ -158,6 +157,7 @@ async fn recent_live_lag(
         .unwrap_or_default())
 }
 
+/// The time from `since` to `now` (zero when `since` is later).
 fn waited(since: DateTime, now: DateTime) -> Duration {
     let ms = now.timestamp_millis() - since.timestamp_millis();
     Duration::from_millis(ms.max(0) as u64)
