@@ -143,8 +143,13 @@ async fn recent_live_lag(
         .await?
         .try_collect()
         .await?;
-    Ok(page
-        .iter()
+    Ok(slowest_live(&page))
+}
+
+/// The longest commit-to-done time among the live entries (those without `indexes`) of
+/// `page`; zero when there are none.
+fn slowest_live(page: &[Document]) -> Duration {
+    page.iter()
         .filter(|d| !d.contains_key("indexes"))
         .filter_map(|d| {
             let (c, e) = (
@@ -154,7 +159,7 @@ async fn recent_live_lag(
             Some(waited(*c, *e))
         })
         .max()
-        .unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// The time from `since` to `now` (zero when `since` is later).
@@ -180,6 +185,23 @@ mod tests {
             ..Throttle::default()
         };
         assert!(!lag.is_off());
+    }
+
+    #[test]
+    fn the_slowest_live_entry_sets_the_recent_lag() {
+        let at = |c: i64, d: i64| {
+            doc! {"createdAt": DateTime::from_millis(c), "doneAt": DateTime::from_millis(d)}
+        };
+        let mut build = at(0, 5_000);
+        build.insert("indexes", vec!["v2"]);
+        let page = vec![
+            at(1_000, 1_300),
+            at(2_000, 2_900),
+            build,
+            doc! {"doneAt": DateTime::now()},
+        ];
+        assert_eq!(slowest_live(&page), Duration::from_millis(900));
+        assert_eq!(slowest_live(&[]), Duration::ZERO);
     }
 
     #[test]
