@@ -58,12 +58,10 @@ pub(crate) async fn late(
     to: ObjectId,
     seen: &[ObjectId],
 ) -> Result<Vec<ObjectId>, OpsError> {
-    let mut range = doc! {"$lte": to, "$nin": seen};
-    if let Some(f) = from {
-        range.insert("$gt", f);
+    let mut filter = in_range(base, from, Some(to));
+    if let Ok(range) = filter.get_document_mut("_id") {
+        range.insert("$nin", seen);
     }
-    let mut filter = base.clone();
-    filter.insert("_id", range);
     let found: Vec<Document> = ops
         .store
         .database()

@@ -5,6 +5,7 @@ use crate::txn::{self, Body};
 use crate::{Ops, OpsError};
 use bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use futures::FutureExt;
+use tidemark_core::build_cursor::fields;
 use tidemark_core::{Op, OutboxEntry, COLL_DOCUMENTS, COLL_OUTBOX, COLL_SYNC_STATE};
 
 /// How a batch moves the checkpoint: from `from` to the page's end `to`, counting `scanned`
@@ -33,10 +34,10 @@ pub(crate) async fn commit_batch(
         Step::Move { from, to, scanned } => (
             doc! {
                 "_id": cp_id,
-                "lastId": from.map(Bson::ObjectId).unwrap_or(Bson::Null),
-                "completedAt": {"$exists": false},
+                fields::LAST_ID: from.map(Bson::ObjectId).unwrap_or(Bson::Null),
+                fields::COMPLETED_AT: {"$exists": false},
             },
-            doc! {"lastId": to, "updatedAt": DateTime::now()},
+            doc! {fields::LAST_ID: to, "updatedAt": DateTime::now()},
             scanned,
         ),
         Step::Stay => (doc! {"_id": cp_id}, doc! {"updatedAt": DateTime::now()}, 0),

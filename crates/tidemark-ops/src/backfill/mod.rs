@@ -37,6 +37,7 @@ pub(crate) use commit::{commit_batch, Step};
 use futures::TryStreamExt;
 use select::select;
 use serde::Serialize;
+use tidemark_core::build_cursor::{checkpoint_id, fields};
 use tidemark_core::{COLL_DOCUMENTS, COLL_SYNC_STATE};
 
 pub use tidemark_core::build_cursor::CHECKPOINT_PREFIX;
@@ -135,8 +136,6 @@ pub struct BackfillReport {
     pub started_at: String,
 }
 
-use tidemark_core::build_cursor::checkpoint_id;
-
 fn int(d: &Document, k: &str) -> u64 {
     match d.get(k) {
         Some(Bson::Int64(i)) => *i as u64,
@@ -181,10 +180,10 @@ async fn load_checkpoint(
         "kind": "backfill",
         "type": type_bson,
         "missingOnly": opts.missing_only,
-        "untilId": until.map(Bson::ObjectId).unwrap_or(Bson::Null),
-        "lastId": Bson::Null,
+        fields::UNTIL_ID: until.map(Bson::ObjectId).unwrap_or(Bson::Null),
+        fields::LAST_ID: Bson::Null,
         // An index build follows the head, so that live changes ahead of it are left to it.
-        "follows": opts.for_index.is_some(),
+        fields::FOLLOWS: opts.for_index.is_some(),
         "scanned": 0_i64,
         "enqueued": 0_i64,
         "batches": 0_i64,
@@ -214,8 +213,8 @@ async fn finish(
         .database()
         .collection::<Document>(COLL_SYNC_STATE)
         .update_one(
-            doc! {"_id": cp_id, "lastId": last.map(Bson::ObjectId).unwrap_or(Bson::Null)},
-            doc! {"$set": {"completedAt": DateTime::now(), "updatedAt": DateTime::now()}},
+            doc! {"_id": cp_id, fields::LAST_ID: last.map(Bson::ObjectId).unwrap_or(Bson::Null)},
+            doc! {"$set": {fields::COMPLETED_AT: DateTime::now(), "updatedAt": DateTime::now()}},
         )
         .await?;
     report.completed = true;
@@ -287,20 +286,20 @@ pub async fn backfill(
         resumed,
         total_scanned: int(&cp, "scanned"),
         total_enqueued: int(&cp, "enqueued"),
-        last_id: cp.get_object_id("lastId").ok().map(|i| i.to_hex()),
+        last_id: cp.get_object_id(fields::LAST_ID).ok().map(|i| i.to_hex()),
         started_at: cp
             .get_datetime("startedAt")
             .map(|t| rfc3339(*t))
             .unwrap_or_default(),
         ..Default::default()
     };
-    if cp.contains_key("completedAt") {
+    if cp.contains_key(fields::COMPLETED_AT) {
         report.already_completed = true;
         report.completed = true;
         return Ok(report);
     }
     let Some(mut pos) = Position::of(&cp) else {
-        let last = cp.get_object_id("lastId").ok();
+        let last = cp.get_object_id(fields::LAST_ID).ok();
         return finish(ops, &cp_id, last, report).await;
     };
     let base = of_type(&opts.doc_type);
@@ -441,7 +440,7 @@ impl Position {
     /// no documents when it started, and it does not follow the head).
     fn of(cp: &Document) -> Option<Position> {
         let c = tidemark_core::build_cursor::BuildCursor::from_checkpoint(cp);
-        let until = match cp.get("untilId") {
+        let until = match cp.get(fields::UNTIL_ID) {
             Some(Bson::ObjectId(u)) => Some(*u),
             // No documents when it started: a following run begins at the head.
             Some(Bson::Null) if c.follows => Some(ObjectId::from_bytes([0; 12])),
