@@ -200,9 +200,10 @@ fn assert_drained_in_order(entries: &[tidemark_core::OutboxEntry]) {
 #[tokio::test]
 async fn live_entries_are_claimed_before_a_builds_queued_ahead_of_them() {
     let (env, w, outbox) = backlog_world("wk_window_live", 2).await;
-    // The four earliest entries become an index build's (for `v2`, an index this worker does
-    // not have: they end `unchanged`); the next four are live. A claim sees those eight.
-    let build = doc! {"contentId": {"$regex": "^w0-[0-3]$"}};
+    // The two earliest entries become an index build's (for `v2`, an index this worker does
+    // not have: they end `unchanged`): half a batch, what a build keeps queued by default. The
+    // next four are live. A claim sees those six (a batch and a half).
+    let build = doc! {"contentId": {"$regex": "^w0-[0-1]$"}};
     plant(&outbox, build, doc! {"indexes": ["v2"]}).await;
     let first = w.process_once().await.unwrap();
     assert_eq!(first.claimed, 4);
@@ -216,7 +217,7 @@ async fn live_entries_are_claimed_before_a_builds_queued_ahead_of_them() {
     done.sort();
     assert_eq!(
         done,
-        ["w0-4", "w0-5", "w1-0", "w1-1"],
+        ["w0-2", "w0-3", "w0-4", "w0-5"],
         "the first batch takes the live entries behind the build's"
     );
     w.drain().await.unwrap();
