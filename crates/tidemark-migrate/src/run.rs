@@ -8,6 +8,11 @@
 //! because unchanged records are skipped, no record is ever written twice; a second complete
 //! run writes nothing; a later run migrates exactly what was added or changed since (catch-up).
 //!
+//! Two batches are in flight at once: the next batch's lookup and transaction overlap the
+//! previous one's ledger rows and vector copy. The checkpoint still moves in order, each time
+//! only past batches that are complete, so a killed run redoes at most the batches after it
+//! (found unchanged, their ledger rows ensured).
+//!
 //! Vector reuse copies a legacy embedding into tidemark's collection (vector id = the new
 //! document's `_id`, the worker's own metadata) only when the legacy document text equals the
 //! record's text; the worker then finds the vector current and does not embed it.
@@ -20,7 +25,8 @@ use crate::state::{
 };
 use crate::{plan, MigrateError, Progress, Target};
 use bson::{doc, oid::ObjectId, DateTime, Document};
-use futures::TryStreamExt;
+use futures::stream::FuturesOrdered;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use tidemark_chroma::VectorRecord;
@@ -123,6 +129,42 @@ fn add(total: &mut CollectionRun, c: &CollectionRun) {
     total.vectors_to_embed += c.vectors_to_embed;
 }
 
+/// Batches written at once within one collection (see the module comment).
+const IN_FLIGHT: usize = 2;
+
+/// What writing one batch did: counts for the collection's report, and the last legacy `_id`
+/// read when the batch was cut (where its checkpoint points), if anything was in it.
+#[derive(Debug, Default)]
+struct Flushed {
+    created: u64,
+    updated: u64,
+    unchanged: u64,
+    conflicts: u64,
+    vectors_reused: u64,
+    vectors_to_embed: u64,
+    checkpoint: Option<Option<ObjectId>>,
+}
+
+impl Flushed {
+    fn add(&mut self, o: &Flushed) {
+        self.created += o.created;
+        self.updated += o.updated;
+        self.unchanged += o.unchanged;
+        self.conflicts += o.conflicts;
+        self.vectors_reused += o.vectors_reused;
+        self.vectors_to_embed += o.vectors_to_embed;
+    }
+
+    fn add_to(&self, r: &mut CollectionRun) {
+        r.created += self.created;
+        r.updated += self.updated;
+        r.unchanged += self.unchanged;
+        r.conflicts += self.conflicts;
+        r.vectors_reused += self.vectors_reused;
+        r.vectors_to_embed += self.vectors_to_embed;
+    }
+}
+
 /// Runs the migration described by `mapping`.
 pub async fn run(
     mapping: &Mapping,
@@ -190,7 +232,7 @@ struct Pass<'a> {
     /// The legacy Chroma collection's id, when vectors are reused.
     legacy_vectors: Option<String>,
     /// tidemark's collection id (created on first copy).
-    target_vectors: Option<String>,
+    target_vectors: tokio::sync::OnceCell<String>,
     report: CollectionRun,
 }
 
@@ -223,7 +265,7 @@ impl<'a> Pass<'a> {
             run_id,
             state: target.state(),
             legacy_vectors,
-            target_vectors: None,
+            target_vectors: tokio::sync::OnceCell::new(),
             report: CollectionRun {
                 collection: scan.collection.clone(),
                 records: scan.records,
@@ -266,6 +308,23 @@ impl<'a> Pass<'a> {
 
     async fn go(&mut self, progress: &dyn Progress) -> Result<(), MigrateError> {
         let from = self.start().await?;
+        let (done, last) = self.write_all(from, progress).await?;
+        done.add_to(&mut self.report);
+        if !self.opts.dry_run {
+            self.state
+                .save_checkpoint(&self.checkpoint(last, STATE_COMPLETE))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the collection from `from` on and writes it in batches, [`IN_FLIGHT`] at once,
+    /// moving the checkpoint in order; returns the counts and the last legacy `_id` read.
+    async fn write_all(
+        &self,
+        from: Option<ObjectId>,
+        progress: &dyn Progress,
+    ) -> Result<(Flushed, Option<ObjectId>), MigrateError> {
         let filter = match from {
             Some(id) => doc! {"_id": {"$gt": id}},
             None => doc! {},
@@ -285,6 +344,8 @@ impl<'a> Pass<'a> {
             .sort(doc! {"_id": 1})
             .batch_size(1000)
             .await?;
+        let mut total = Flushed::default();
+        let mut in_flight = FuturesOrdered::new();
         let mut batch = Vec::new();
         let mut last = None;
         while let Some(d) = cursor.try_next().await? {
@@ -296,16 +357,30 @@ impl<'a> Pass<'a> {
             }
             if batch.len() >= self.opts.batch_size {
                 progress.inc(batch.len() as u64);
-                self.flush(std::mem::take(&mut batch), last).await?;
+                in_flight.push_back(self.flush(std::mem::take(&mut batch), last));
+                if in_flight.len() >= IN_FLIGHT {
+                    let done = in_flight.next().await.expect("a batch in flight");
+                    self.settle(done?, &mut total).await?;
+                }
             }
         }
         progress.inc(batch.len() as u64);
-        self.flush(batch, last).await?;
-        if !self.opts.dry_run {
+        in_flight.push_back(self.flush(batch, last));
+        while let Some(done) = in_flight.next().await {
+            self.settle(done?, &mut total).await?;
+        }
+        Ok((total, last))
+    }
+
+    /// A batch is complete, and so is every batch before it: its counts are added and the
+    /// checkpoint moves past it.
+    async fn settle(&self, f: Flushed, total: &mut Flushed) -> Result<(), MigrateError> {
+        if let (Some(last), false) = (f.checkpoint, self.opts.dry_run) {
             self.state
-                .save_checkpoint(&self.checkpoint(last, STATE_COMPLETE))
+                .save_checkpoint(&self.checkpoint(last, STATE_RUNNING))
                 .await?;
         }
+        total.add(&f);
         Ok(())
     }
 
@@ -329,13 +404,16 @@ impl<'a> Pass<'a> {
             .collect())
     }
 
+    /// Writes one batch: new and changed records through `put_many`, then their ledger rows
+    /// and vector copies. The checkpoint is left to [`Pass::settle`], in order.
     async fn flush(
-        &mut self,
+        &self,
         batch: Vec<Candidate>,
         last: Option<ObjectId>,
-    ) -> Result<(), MigrateError> {
+    ) -> Result<Flushed, MigrateError> {
+        let mut f = Flushed::default();
         if batch.is_empty() {
-            return Ok(());
+            return Ok(f);
         }
         let stored = self.stored(&batch).await?;
         let mut changed = Vec::new();
@@ -344,25 +422,26 @@ impl<'a> Pass<'a> {
             match stored.get(&c.doc.content_id) {
                 Some(d) if same(d, &c) => current.push((c, d.clone())),
                 Some(d) if !self.is_ours(d) => {
-                    self.report.conflicts += 1;
+                    f.conflicts += 1;
                     tracing::warn!(content_id = %d.content_id, "document not written by this migration: left alone");
                 }
                 Some(_) => {
-                    self.report.updated += 1;
+                    f.updated += 1;
                     changed.push(c);
                 }
                 None => {
-                    self.report.created += 1;
+                    f.created += 1;
                     changed.push(c);
                 }
             }
         }
-        self.report.unchanged += current.len() as u64;
+        f.unchanged += current.len() as u64;
+        f.checkpoint = Some(last);
         if self.opts.dry_run {
             let reusable = self.reusable(&changed).await?;
-            self.report.vectors_reused += reusable as u64;
-            self.report.vectors_to_embed += (changed.len() - reusable) as u64;
-            return Ok(());
+            f.vectors_reused += reusable as u64;
+            f.vectors_to_embed += (changed.len() - reusable) as u64;
+            return Ok(f);
         }
         let docs = changed.iter().map(|c| c.doc.clone()).collect();
         let outcomes = put_many_patiently(&self.target.store, docs).await?;
@@ -383,13 +462,10 @@ impl<'a> Pass<'a> {
             .ensure_rows(ours.iter().map(|(_, d)| self.row(d)).collect())
             .await?;
         let reused = self.copy_vectors(&written).await?;
-        self.report.vectors_reused += reused;
-        self.report.vectors_to_embed += written.len() as u64 - reused;
-        self.repair_vectors(&ours).await?;
-        self.state
-            .save_checkpoint(&self.checkpoint(last, STATE_RUNNING))
-            .await?;
-        Ok(())
+        f.vectors_reused += reused;
+        f.vectors_to_embed += written.len() as u64 - reused;
+        f.vectors_reused += self.repair_vectors(&ours).await?;
+        Ok(f)
     }
 
     fn is_ours(&self, d: &DocumentRecord) -> bool {

@@ -45,22 +45,25 @@ impl Pass<'_> {
             .count())
     }
 
-    async fn target_collection(&mut self) -> Result<String, MigrateError> {
-        if let Some(id) = &self.target_vectors {
-            return Ok(id.clone());
-        }
-        let c = self
-            .target
-            .chroma
-            .get_or_create_collection(&self.target.collection())
+    /// tidemark's collection id, created on first use (once, whichever batch asks first).
+    async fn target_collection(&self) -> Result<String, MigrateError> {
+        let id = self
+            .target_vectors
+            .get_or_try_init(|| async {
+                let c = self
+                    .target
+                    .chroma
+                    .get_or_create_collection(&self.target.collection())
+                    .await?;
+                Ok::<_, MigrateError>(c.id)
+            })
             .await?;
-        self.target_vectors = Some(c.id.clone());
-        Ok(c.id)
+        Ok(id.clone())
     }
 
     /// Copies the legacy vectors of just-written documents; returns how many were copied.
     pub(super) async fn copy_vectors(
-        &mut self,
+        &self,
         written: &[(Candidate, DocumentRecord)],
     ) -> Result<u64, MigrateError> {
         if self.legacy_vectors.is_none() || written.is_empty() {
@@ -86,18 +89,19 @@ impl Pass<'_> {
     }
 
     /// For documents already written by this migration but not yet indexed (a run killed
-    /// between its commit and its vector copy): copies the legacy vector if tidemark has none.
+    /// between its commit and its vector copy): copies the legacy vector if tidemark has none;
+    /// returns how many were copied.
     pub(super) async fn repair_vectors(
-        &mut self,
+        &self,
         ours: &[&(Candidate, DocumentRecord)],
-    ) -> Result<(), MigrateError> {
+    ) -> Result<u64, MigrateError> {
         let pending: Vec<(Candidate, DocumentRecord)> = ours
             .iter()
             .filter(|(_, d)| d.indexed_version.is_none())
             .map(|(c, d)| (c.clone(), d.clone()))
             .collect();
         if self.legacy_vectors.is_none() || pending.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let coll = self.target_collection().await?;
         let ids: Vec<String> = pending.iter().map(|(_, d)| d.id.to_hex()).collect();
@@ -113,8 +117,6 @@ impl Pass<'_> {
             .into_iter()
             .filter(|(_, d)| !have.contains(&d.id.to_hex()))
             .collect();
-        let n = self.copy_vectors(&missing).await?;
-        self.report.vectors_reused += n;
-        Ok(())
+        self.copy_vectors(&missing).await
     }
 }

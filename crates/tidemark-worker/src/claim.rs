@@ -27,8 +27,8 @@ const MAX_QUERIES: usize = 12;
 /// How many due entries a claim of `limit` documents asks for: a batch and a half. The half
 /// covers what an index build keeps queued (half a batch by default, `--max-pending`), so the
 /// live entries behind it are still among the candidates, and a few documents with several
-/// entries. Two batches, as before, made the claim query read a third more entries per claim,
-/// a fifth of MongoDB's work in a drain.
+/// entries. Two batches, as before, made the claim queries of a 20,000-entry drain return
+/// 77,617 entries instead of 59,763 (the server's profiler, one run each).
 pub(crate) fn candidates_for(limit: usize) -> usize {
     limit + limit.div_ceil(2)
 }
