@@ -341,6 +341,17 @@ impl Outbox {
         &self,
         hint: Option<DateTime>,
     ) -> mongodb::error::Result<OutboxCounts> {
+        let (pending, dead) = self.pending_and_dead().await?;
+        Ok(OutboxCounts {
+            pending,
+            dead,
+            oldest_pending: self.oldest_pending(hint).await?,
+        })
+    }
+
+    /// How many entries are pending and how many dead (each count walks its entries on
+    /// some servers).
+    pub async fn pending_and_dead(&self) -> mongodb::error::Result<(u64, u64)> {
         let pending = self
             .coll
             .count_documents(Self::with_status(PENDING))
@@ -349,18 +360,14 @@ impl Outbox {
             .coll
             .count_documents(Self::with_status(OutboxStatus::Dead))
             .await?;
-        Ok(OutboxCounts {
-            pending,
-            dead,
-            oldest_pending: self.oldest_pending(hint).await?,
-        })
+        Ok((pending, dead))
     }
 
     /// `createdAt` of the oldest pending entry. From `hint`, it asks for the oldest entry
     /// created up to each of [`oldest_bounds`] until one is found (the oldest below any bound
     /// is the oldest of all), then for all; each answer costs the pending entries below its
     /// bound on a server that walks the range before the limit.
-    async fn oldest_pending(
+    pub async fn oldest_pending(
         &self,
         hint: Option<DateTime>,
     ) -> mongodb::error::Result<Option<DateTime>> {

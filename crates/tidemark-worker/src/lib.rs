@@ -39,6 +39,7 @@ mod backoff;
 mod batch;
 mod claim;
 mod execute;
+mod gauges;
 mod handoff;
 mod lanes;
 mod lease;

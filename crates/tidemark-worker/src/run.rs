@@ -50,14 +50,6 @@ impl StopReport {
     }
 }
 
-/// The pause after a gauge refresh that took `took`: a second, or nine times as long, so the
-/// gauges' counts (which some servers answer by walking the pending entries) take at most a
-/// tenth of the server they watch; never more than five seconds, so the lag an operator reads
-/// is at most that much older than a scrape.
-fn gauge_pause(took: Duration) -> Duration {
-    (took * 9).clamp(Duration::from_secs(1), Duration::from_secs(5))
-}
-
 /// Runs `f` until `deadline`; None when it did not finish in time.
 async fn until<T>(deadline: Instant, f: impl Future<Output = T>) -> Option<T> {
     tokio::time::timeout_at(deadline, f).await.ok()
@@ -146,7 +138,7 @@ impl Worker {
                 }
                 tokio::select! {
                     _ = grx.wait_for(|s| *s) => return,
-                    _ = tokio::time::sleep(gauge_pause(took.elapsed())) => {}
+                    _ = tokio::time::sleep(crate::gauges::pause(took.elapsed())) => {}
                 }
             }
         }));
@@ -322,24 +314,5 @@ impl Worker {
         if let (Some(t), Ok(false)) = (p.positions.seen(), p.outbox.anything_due().await) {
             p.positions.save(t).await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::gauge_pause;
-    use std::time::Duration;
-
-    #[test]
-    fn gauges_refresh_every_second_unless_they_are_slow_and_at_least_every_five() {
-        assert_eq!(
-            gauge_pause(Duration::from_millis(5)),
-            Duration::from_secs(1)
-        );
-        assert_eq!(
-            gauge_pause(Duration::from_millis(400)),
-            Duration::from_millis(3600)
-        );
-        assert_eq!(gauge_pause(Duration::from_secs(2)), Duration::from_secs(5));
     }
 }

@@ -49,9 +49,8 @@ pub(crate) struct Parts {
     pub usage: crate::usage::Flushed,
     /// The claim query's range (see `window`).
     pub window: std::sync::Mutex<crate::window::ClaimWindow>,
-    /// The oldest pending entry's `createdAt` at the last gauge refresh (where the next one
-    /// starts looking).
-    pub oldest_pending: std::sync::Mutex<Option<bson::DateTime>>,
+    /// What the gauge refresher remembers between refreshes (see `gauges`).
+    pub gauges: std::sync::Mutex<crate::gauges::GaugeState>,
 }
 
 /// The worker. Cheap to clone; clones share state.
@@ -146,7 +145,7 @@ impl Worker {
                 primary: std::sync::OnceLock::new(),
                 usage: Default::default(),
                 window: Default::default(),
-                oldest_pending: Default::default(),
+                gauges: Default::default(),
             }),
         })
     }
@@ -322,22 +321,6 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-    }
-
-    /// Updates the outbox gauges (pending, dead, lag) and the resume token age.
-    pub async fn refresh_gauges(&self) -> Result<(), WorkerError> {
-        let p = &self.parts;
-        let hint = *p.oldest_pending.lock().expect("oldest pending");
-        let c = p.outbox.counts_near(hint).await?;
-        *p.oldest_pending.lock().expect("oldest pending") = c.oldest_pending;
-        let m = &p.metrics;
-        m.outbox_pending.set(c.pending as i64);
-        m.outbox_dead.set(c.dead as i64);
-        m.outbox_lag_seconds
-            .set(c.lag(bson::DateTime::now()).as_secs_f64());
-        m.resume_token_age_seconds
-            .set(p.positions.age().as_secs_f64());
-        Ok(())
     }
 
     /// Hands back every lease and document lock this worker holds. Errors are logged; the
