@@ -132,37 +132,13 @@ fn add(total: &mut CollectionRun, c: &CollectionRun) {
 /// Batches written at once within one collection (see the module comment).
 const IN_FLIGHT: usize = 2;
 
-/// What writing one batch did: counts for the collection's report, and the last legacy `_id`
-/// read when the batch was cut (where its checkpoint points), if anything was in it.
+/// What writing one batch did: its counts (only created/updated/unchanged/conflicts and the
+/// vector counts are set), and, when anything was in it, the last legacy `_id` read when the
+/// batch was cut (where its checkpoint points; `Some(None)`: the collection's start).
 #[derive(Debug, Default)]
 struct Flushed {
-    created: u64,
-    updated: u64,
-    unchanged: u64,
-    conflicts: u64,
-    vectors_reused: u64,
-    vectors_to_embed: u64,
+    counts: CollectionRun,
     checkpoint: Option<Option<ObjectId>>,
-}
-
-impl Flushed {
-    fn add(&mut self, o: &Flushed) {
-        self.created += o.created;
-        self.updated += o.updated;
-        self.unchanged += o.unchanged;
-        self.conflicts += o.conflicts;
-        self.vectors_reused += o.vectors_reused;
-        self.vectors_to_embed += o.vectors_to_embed;
-    }
-
-    fn add_to(&self, r: &mut CollectionRun) {
-        r.created += self.created;
-        r.updated += self.updated;
-        r.unchanged += self.unchanged;
-        r.conflicts += self.conflicts;
-        r.vectors_reused += self.vectors_reused;
-        r.vectors_to_embed += self.vectors_to_embed;
-    }
 }
 
 /// Runs the migration described by `mapping`.
@@ -309,7 +285,7 @@ impl<'a> Pass<'a> {
     async fn go(&mut self, progress: &dyn Progress) -> Result<(), MigrateError> {
         let from = self.start().await?;
         let (done, last) = self.write_all(from, progress).await?;
-        done.add_to(&mut self.report);
+        add(&mut self.report, &done);
         if !self.opts.dry_run {
             self.state
                 .save_checkpoint(&self.checkpoint(last, STATE_COMPLETE))
@@ -324,7 +300,7 @@ impl<'a> Pass<'a> {
         &self,
         from: Option<ObjectId>,
         progress: &dyn Progress,
-    ) -> Result<(Flushed, Option<ObjectId>), MigrateError> {
+    ) -> Result<(CollectionRun, Option<ObjectId>), MigrateError> {
         let filter = match from {
             Some(id) => doc! {"_id": {"$gt": id}},
             None => doc! {},
@@ -344,7 +320,7 @@ impl<'a> Pass<'a> {
             .sort(doc! {"_id": 1})
             .batch_size(1000)
             .await?;
-        let mut total = Flushed::default();
+        let mut total = CollectionRun::default();
         let mut in_flight = FuturesOrdered::new();
         let mut batch = Vec::new();
         let mut last = None;
@@ -374,13 +350,13 @@ impl<'a> Pass<'a> {
 
     /// A batch is complete, and so is every batch before it: its counts are added and the
     /// checkpoint moves past it.
-    async fn settle(&self, f: Flushed, total: &mut Flushed) -> Result<(), MigrateError> {
+    async fn settle(&self, f: Flushed, total: &mut CollectionRun) -> Result<(), MigrateError> {
         if let (Some(last), false) = (f.checkpoint, self.opts.dry_run) {
             self.state
                 .save_checkpoint(&self.checkpoint(last, STATE_RUNNING))
                 .await?;
         }
-        total.add(&f);
+        add(total, &f.counts);
         Ok(())
     }
 
@@ -422,25 +398,25 @@ impl<'a> Pass<'a> {
             match stored.get(&c.doc.content_id) {
                 Some(d) if same(d, &c) => current.push((c, d.clone())),
                 Some(d) if !self.is_ours(d) => {
-                    f.conflicts += 1;
+                    f.counts.conflicts += 1;
                     tracing::warn!(content_id = %d.content_id, "document not written by this migration: left alone");
                 }
                 Some(_) => {
-                    f.updated += 1;
+                    f.counts.updated += 1;
                     changed.push(c);
                 }
                 None => {
-                    f.created += 1;
+                    f.counts.created += 1;
                     changed.push(c);
                 }
             }
         }
-        f.unchanged += current.len() as u64;
+        f.counts.unchanged += current.len() as u64;
         f.checkpoint = Some(last);
         if self.opts.dry_run {
             let reusable = self.reusable(&changed).await?;
-            f.vectors_reused += reusable as u64;
-            f.vectors_to_embed += (changed.len() - reusable) as u64;
+            f.counts.vectors_reused += reusable as u64;
+            f.counts.vectors_to_embed += (changed.len() - reusable) as u64;
             return Ok(f);
         }
         let docs = changed.iter().map(|c| c.doc.clone()).collect();
@@ -462,9 +438,8 @@ impl<'a> Pass<'a> {
             .ensure_rows(ours.iter().map(|(_, d)| self.row(d)).collect())
             .await?;
         let reused = self.copy_vectors(&written).await?;
-        f.vectors_reused += reused;
-        f.vectors_to_embed += written.len() as u64 - reused;
-        f.vectors_reused += self.repair_vectors(&ours).await?;
+        f.counts.vectors_reused += reused + self.repair_vectors(&ours).await?;
+        f.counts.vectors_to_embed += written.len() as u64 - reused;
         Ok(f)
     }
 
