@@ -181,7 +181,14 @@ impl WorkerProc {
             // 3: stopped within its deadline but abandoned batches in hand (a drain cut at the
             // measurement window, e.g. mid-way through long documents); the outbox keeps them.
             Ok(Ok(status)) if status.success() || status.code() == Some(3) => {
-                let _ = std::fs::remove_file(&self.log);
+                let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+                match warnings(&text) {
+                    0 => {
+                        let _ = std::fs::remove_file(&self.log);
+                    }
+                    n => tracing::warn!(log = %self.log.display(), warnings = n,
+                        "the worker logged warnings or errors; its log is kept"),
+                }
                 Ok(start.elapsed())
             }
             Ok(Ok(status)) => Err(BenchError::Worker(format!(
@@ -254,6 +261,14 @@ pub fn histogram_totals(text: &str) -> BTreeMap<String, (f64, u64)> {
     out
 }
 
+/// How many lines of a worker's log are warnings or errors (a stop keeps such a log, so a
+/// figure that went wrong, such as a retried upsert in the lag's tail, can be looked into).
+fn warnings(log: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,5 +320,15 @@ mod tests {
     #[test]
     fn own_status_has_a_peak() {
         assert!(proc_status_kib(std::process::id(), "VmHWM:").unwrap_or(0) > 0);
+    }
+
+    #[test]
+    fn a_log_with_warnings_or_errors_is_kept() {
+        let quiet = "2026-12-07T16:00:00Z  INFO tidemark_worker: worker ready\n";
+        assert_eq!(warnings(quiet), 0);
+        let loud = "2026-12-07T16:00:00Z  INFO tidemark_worker: worker ready\n\
+            2026-12-07T16:00:31Z  WARN tidemark_worker: vector write failed; retrying\n\
+            2026-12-07T16:00:32Z ERROR tidemark_worker: batch failed\n";
+        assert_eq!(warnings(loud), 2);
     }
 }
