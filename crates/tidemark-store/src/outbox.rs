@@ -330,22 +330,14 @@ impl Outbox {
         Ok(Some(DateTime::from_millis(at)))
     }
 
-    /// Pending and dead counts and the oldest pending entry's `createdAt`.
+    /// Pending and dead counts and the oldest pending entry's `createdAt`. (The worker's
+    /// gauges take the two apart, see `tidemark_worker`'s `gauges`.)
     pub async fn counts(&self) -> mongodb::error::Result<OutboxCounts> {
-        self.counts_near(None).await
-    }
-
-    /// Like [`counts`](Self::counts), looking for the oldest pending entry from `hint` (the
-    /// previous answer) forward, so the lag costs what lies before it and not the backlog.
-    pub async fn counts_near(
-        &self,
-        hint: Option<DateTime>,
-    ) -> mongodb::error::Result<OutboxCounts> {
         let (pending, dead) = self.pending_and_dead().await?;
         Ok(OutboxCounts {
             pending,
             dead,
-            oldest_pending: self.oldest_pending(hint).await?,
+            oldest_pending: self.oldest_pending(None).await?,
         })
     }
 
