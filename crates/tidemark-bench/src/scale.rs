@@ -6,7 +6,7 @@
 
 use crate::drain::{backlog_raw, done_stats};
 use crate::report::Report;
-use crate::worker_proc::{histogram_totals, Provider, WorkerProc};
+use crate::worker_proc::{histogram_totals, sample, Provider, WorkerProc};
 use crate::{BenchError, Ctx};
 use bson::doc;
 use std::time::{Duration, Instant};
@@ -49,7 +49,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
         let (mut blocked, mut write_s) = (0.0, 0.0);
         for w in &workers {
             let m = w.metrics().await.unwrap_or_default();
-            blocked += counter(&m, "tidemark_claim_blocked_total");
+            blocked += sample(&m, "tidemark_claim_blocked_total");
             write_s += histogram_totals(&m)
                 .iter()
                 .filter(|(name, _)| name.starts_with("tidemark_vector_write_seconds"))
@@ -93,21 +93,4 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
         );
     }
     Ok(())
-}
-
-/// The value of an unlabelled counter in a Prometheus text exposition (0 when absent).
-fn counter(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn counters_are_read_by_exact_name() {
-        let text = "# HELP x\ntidemark_claim_blocked_total 12\ntidemark_claim_blocked_total_x 3\n";
-        assert_eq!(super::counter(text, "tidemark_claim_blocked_total"), 12.0);
-        assert_eq!(super::counter(text, "tidemark_missing"), 0.0);
-    }
 }

@@ -309,6 +309,13 @@ mod tests {
     }
 
     #[test]
+    fn counters_are_read_by_exact_name() {
+        let text = "# HELP x\ntidemark_claim_blocked_total 12\ntidemark_claim_blocked_total_x 3\n";
+        assert_eq!(sample(text, "tidemark_claim_blocked_total"), 12.0);
+        assert_eq!(sample(text, "tidemark_missing"), 0.0);
+    }
+
+    #[test]
     fn processed_counts_results_but_not_retries() {
         let text = "tidemark_entries_processed_total{result=\"indexed\"} 60\n\
             tidemark_entries_processed_total{result=\"superseded\"} 4\n\

@@ -133,12 +133,12 @@ fn add(total: &mut CollectionRun, c: &CollectionRun) {
 const IN_FLIGHT: usize = 2;
 
 /// What writing one batch did: its counts (only created/updated/unchanged/conflicts and the
-/// vector counts are set), and, when anything was in it, the last legacy `_id` read when the
-/// batch was cut (where its checkpoint points; `Some(None)`: the collection's start).
+/// vector counts are set), and the last legacy `_id` read when the batch was cut (where its
+/// checkpoint points).
 #[derive(Debug, Default)]
 struct Flushed {
     counts: CollectionRun,
-    checkpoint: Option<Option<ObjectId>>,
+    last: Option<ObjectId>,
 }
 
 /// Runs the migration described by `mapping`.
@@ -341,7 +341,9 @@ impl<'a> Pass<'a> {
             }
         }
         progress.inc(batch.len() as u64);
-        in_flight.push_back(self.flush(batch, last));
+        if !batch.is_empty() {
+            in_flight.push_back(self.flush(batch, last));
+        }
         while let Some(done) = in_flight.next().await {
             self.settle(done?, &mut total).await?;
         }
@@ -351,9 +353,9 @@ impl<'a> Pass<'a> {
     /// A batch is complete, and so is every batch before it: its counts are added and the
     /// checkpoint moves past it.
     async fn settle(&self, f: Flushed, total: &mut CollectionRun) -> Result<(), MigrateError> {
-        if let (Some(last), false) = (f.checkpoint, self.opts.dry_run) {
+        if !self.opts.dry_run {
             self.state
-                .save_checkpoint(&self.checkpoint(last, STATE_RUNNING))
+                .save_checkpoint(&self.checkpoint(f.last, STATE_RUNNING))
                 .await?;
         }
         add(total, &f.counts);
@@ -380,17 +382,17 @@ impl<'a> Pass<'a> {
             .collect())
     }
 
-    /// Writes one batch: new and changed records through `put_many`, then their ledger rows
-    /// and vector copies. The checkpoint is left to [`Pass::settle`], in order.
+    /// Writes one batch (not empty): new and changed records through `put_many`, then their
+    /// ledger rows and vector copies. The checkpoint is left to [`Pass::settle`], in order.
     async fn flush(
         &self,
         batch: Vec<Candidate>,
         last: Option<ObjectId>,
     ) -> Result<Flushed, MigrateError> {
-        let mut f = Flushed::default();
-        if batch.is_empty() {
-            return Ok(f);
-        }
+        let mut f = Flushed {
+            last,
+            ..Flushed::default()
+        };
         let stored = self.stored(&batch).await?;
         let mut changed = Vec::new();
         let mut current = Vec::new();
@@ -412,7 +414,6 @@ impl<'a> Pass<'a> {
             }
         }
         f.counts.unchanged += current.len() as u64;
-        f.checkpoint = Some(last);
         if self.opts.dry_run {
             let reusable = self.reusable(&changed).await?;
             f.counts.vectors_reused += reusable as u64;

@@ -77,13 +77,13 @@ impl Throttle {
         }
         if let Some(max) = self.max_lag {
             let now = DateTime::now();
-            let lag = oldest_live_wait(outbox, now).await?;
             let took = recent_live_lag(outbox, now).await?;
             if took > max {
                 let why =
                     format!("live entries took {took:?} from commit to done (at most {max:?})");
                 return Ok(Some((why, POLL)));
             }
+            let lag = oldest_live_wait(outbox, now).await?;
             if lag > max {
                 let why = format!("live entries due for {lag:?} (at most {max:?})");
                 return Ok(Some((why, POLL)));
