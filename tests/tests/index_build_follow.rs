@@ -4,7 +4,8 @@
 //! document ahead of it (and a new document) to the build, and writes a delete either way;
 //! once the build has run to its end, the building index equals MongoDB. The backfill side:
 //! a build follows documents written while it runs, pass after pass while it gains on them,
-//! then seals, and enqueues every document exactly once.
+//! then seals, and enqueues every document exactly once. A worker that is behind hands its
+//! live writes' parts for the building index to the build's queue instead of writing them.
 
 use crate::worker_support;
 
@@ -246,5 +247,79 @@ async fn a_build_follows_new_documents_while_it_gains_then_seals() {
         r.total_enqueued, 68,
         "28 before and 40 after its start: {r:?}"
     );
+    env.cleanup().await;
+}
+
+/// A worker that is behind (the live entries it claims had been due over half a second) does
+/// not write their parts for a building index: two writes per change is more than the vector
+/// store takes then, so those parts go to the build's queue at once, as entries of their own,
+/// and reach the new index from there. Here the writes are made while no worker runs, then
+/// one starts: every write of that backlog is handed on. A write made once it has caught up
+/// is written to both indexes in its own batch, with nothing handed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_behind_hands_its_writes_for_a_building_index_on() {
+    let mut a = test_config("ix_behind");
+    a.embedder.provider = EmbedderKind::Hash;
+    a.embedder.dimension = 64;
+    let mut b = a.clone();
+    b.embedder.dimension = 32;
+    let mut env = Env::with_config(a.clone()).await;
+    env.model = "hash-64".into();
+    let dir = tidemark_e2e::servers::temp_dir("ix_behind");
+    let (cfg_a, cfg_b) = (
+        procs::write_config(&a, &dir.join("a")),
+        procs::write_config(&b, &dir.join("b")),
+    );
+    // A first run records `main`; v2 is created and built (no documents yet) meanwhile.
+    let mut first = WorkerProc::spawn(&cfg_a, "warn,tidemark_worker=info");
+    assert!(
+        first
+            .wait_log("worker started", Duration::from_secs(30))
+            .await,
+        "{}",
+        first.log_tail(10)
+    );
+    ok(&cfg_b, &["index", "create", "v2"]);
+    let built = ok(&cfg_b, &["index", "build", "v2"]);
+    assert!(built.contains("build complete"), "{built}");
+    first.sigterm();
+    let _ = first.wait_exit(Duration::from_secs(15)).await;
+
+    let docs: Vec<_> = (0..12)
+        .map(|i| NewDocument::new(format!("n{i}"), "note", text(i, "queued")))
+        .collect();
+    let put = env.store.put_many(docs).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut worker = WorkerProc::spawn(&cfg_a, "warn,tidemark_worker=info");
+    assert_drained(&env.store, Duration::from_secs(60), "the backlog").await;
+    let handed = tidemark_e2e::outbox_entries(&env.store, doc! {"indexes": "v2"}).await;
+    let mut of: Vec<_> = handed.iter().filter_map(|e| e.handoff_of).collect();
+    let mut live: Vec<_> = put.iter().map(|p| p.outbox_id).collect();
+    of.sort();
+    live.sort();
+    assert_eq!(
+        of, live,
+        "every queued write was handed on once: {handed:?}"
+    );
+
+    let late = env
+        .store
+        .put(NewDocument::new("late", "note", text(99, "caught up")))
+        .await
+        .unwrap();
+    assert_drained(&env.store, Duration::from_secs(60), "the late write").await;
+    let handed = tidemark_e2e::outbox_entries(&env.store, doc! {"indexes": "v2"}).await;
+    assert_eq!(handed.len(), 12, "the late write was handed on: {handed:?}");
+    let v2 = format!("{}__hash-32__v2", a.chroma.namespace);
+    let v2 = env.chroma.get_collection(&v2).await.unwrap().unwrap();
+    assert_eq!(
+        env.chroma.count(&v2.id).await.unwrap(),
+        13,
+        "v2 has them all"
+    );
+    assert!(hash_in(&env, &v2.id, &late.document_id).await.is_some());
+    assert_eq!(env.vectors().await.len(), 13, "main has them all");
+    worker.sigterm();
+    let _ = worker.wait_exit(Duration::from_secs(15)).await;
     env.cleanup().await;
 }

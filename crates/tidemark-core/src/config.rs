@@ -207,6 +207,11 @@ pub struct WorkerConfig {
     pub vector_writes: usize,
     #[serde(with = "duration_str")]
     pub batch_wait: Duration,
+    /// While a batch is in flight, the next claim waits until the previous one is this old
+    /// (unless it was full), so that under load batches grow instead of multiplying: each
+    /// Chroma upsert has a fixed cost besides its per-vector one. `0s` claims at once.
+    #[serde(with = "duration_str")]
+    pub batch_linger: Duration,
     #[serde(with = "duration_str")]
     pub lease: Duration,
     pub max_attempts: i32,
@@ -229,6 +234,7 @@ impl Default for WorkerConfig {
             concurrency: 2,
             vector_writes: 1,
             batch_wait: Duration::from_millis(50),
+            batch_linger: Duration::from_millis(200),
             lease: Duration::from_secs(60),
             max_attempts: 8,
             backoff_base: Duration::from_millis(500),
@@ -441,6 +447,12 @@ impl Config {
         }
         if w.max_attempts < 1 {
             return Err(invalid("worker.max_attempts", "must be at least 1"));
+        }
+        if w.batch_linger > w.lease / 4 {
+            return Err(invalid(
+                "worker.batch_linger",
+                "must be at most a quarter of worker.lease (claims are made to be carried out at once)",
+            ));
         }
         positive_duration("worker.lease", w.lease)?;
         positive_duration("worker.backoff_base", w.backoff_base)?;

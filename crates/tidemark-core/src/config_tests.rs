@@ -47,6 +47,26 @@ fn invalid_value_names_key() {
 }
 
 #[test]
+fn batch_linger_is_bounded_by_the_lease() {
+    let c = Config::from_toml_with_env("[worker]\nbatch_linger = \"0s\"\n", no_env).unwrap();
+    assert_eq!(
+        c.worker.batch_linger,
+        Duration::ZERO,
+        "0s turns lingering off"
+    );
+    let d = Config::from_toml_with_env("", no_env).unwrap();
+    assert_eq!(d.worker.batch_linger, Duration::from_millis(200));
+    let toml = "[worker]\nlease = \"4s\"\nbatch_linger = \"2s\"\n";
+    let err = Config::from_toml_with_env(toml, no_env).unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "config key `worker.batch_linger`: must be at most a quarter of worker.lease"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn env_overrides_file() {
     let env = |k: &str| match k {
         "MONGODB_URI" => Some("mongodb://h:1/?replicaSet=r".to_string()),

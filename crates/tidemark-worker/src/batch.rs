@@ -55,6 +55,9 @@ pub(crate) struct BatchCtx<'a> {
     pub db: &'a Database,
     /// The indexes to write: the active one first, then the other live ones.
     pub lanes: Vec<LaneRef<'a>>,
+    /// Live writes queue up behind this worker (see [`handoff::behind`]): their parts for
+    /// building indexes are handed on without being written here.
+    pub behind: bool,
     pub recorder: Recorder<'a>,
 }
 
@@ -133,7 +136,8 @@ impl BatchCtx<'_> {
     /// building side by side. Their outcomes are the readable indexes'; an entry done there
     /// whose building part failed, or had not finished [`handoff::HANDOFF_AFTER`] after the
     /// readable part, is handed on: the entries returned carry that part to the building
-    /// indexes (the unfinished writes are dropped; the new entry repeats them).
+    /// indexes (the unfinished writes are dropped; the new entry repeats them). A batch
+    /// claimed while live writes queue up (`behind`) hands every such part on unwritten.
     async fn write_live(
         &self,
         reads: &[OutboxEntry],
@@ -149,6 +153,33 @@ impl BatchCtx<'_> {
                 Vec::new(),
             );
         }
+        let (out, built) = if self.behind {
+            (self.write_lanes(reads, false, docs, claims).await, None)
+        } else {
+            self.write_both(reads, docs, claims).await
+        };
+        let next = reads
+            .iter()
+            .filter_map(|e| {
+                let building = built.as_ref().map(|b| b.get(&e.id));
+                let on = handoff::hands_on(out.get(&e.id), building);
+                on.then(|| handed.get(&e.id))
+                    .flatten()
+                    .map(|i| handoff::entry_for(e, i.clone()))
+            })
+            .collect();
+        (out, next)
+    }
+
+    /// Writes `reads` to the readable and the building lanes side by side; the building
+    /// lanes' outcomes are None when they had not finished [`handoff::HANDOFF_AFTER`] after
+    /// the readable ones.
+    async fn write_both(
+        &self,
+        reads: &[OutboxEntry],
+        docs: &Documents,
+        claims: &Claims<'_>,
+    ) -> (Outcomes, Option<Outcomes>) {
         let mut readable = std::pin::pin!(self.write_lanes(reads, false, docs, claims));
         let mut building = std::pin::pin!(self.write_lanes(reads, true, docs, claims));
         let mut built = None;
@@ -164,17 +195,7 @@ impl BatchCtx<'_> {
                 .await
                 .ok(),
         };
-        let next = reads
-            .iter()
-            .filter_map(|e| {
-                let building = built.as_ref().map(|b| b.get(&e.id));
-                let on = handoff::hands_on(out.get(&e.id), building);
-                on.then(|| handed.get(&e.id))
-                    .flatten()
-                    .map(|i| handoff::entry_for(e, i.clone()))
-            })
-            .collect();
-        (out, next)
+        (out, built)
     }
 
     /// Writes `entries` to every lane that is (or is not) `building`, side by side; each
@@ -198,7 +219,8 @@ impl BatchCtx<'_> {
             async move {
                 let mut lane_out = Outcomes::new();
                 if !mine.is_empty() {
-                    Self::lane(lane.exec, lane.shape, mine, docs, claims, &mut lane_out).await;
+                    let (exec, shape) = (lane.exec, lane.shape);
+                    Self::lane(exec, shape, building, mine, docs, claims, &mut lane_out).await;
                 }
                 lane_out
             }
@@ -252,16 +274,23 @@ impl BatchCtx<'_> {
         needed
     }
 
-    /// Plans and writes one index.
+    /// Plans and writes one index. The upserts of an application's writes go before a build's
+    /// in a readable index only: nobody searches a `building` one yet, so there a live write's
+    /// part waits, like the build's own, while a readable index's upsert waits, and is handed
+    /// on when it lags (see [`Self::write_live`]).
     async fn lane(
         exec: &Executor,
         shape: &Shape,
+        building: bool,
         primary: Vec<OutboxEntry>,
         docs: Documents,
         claims: &Claims<'_>,
         out: &mut Outcomes,
     ) {
-        let live = plan::live_entries(&primary);
+        let live = match building {
+            true => HashSet::new(),
+            false => plan::live_entries(&primary),
+        };
         let decided = plan::decide(primary, docs, shape);
         for (e, o) in decided.outcomes {
             settle(out, e, o);

@@ -43,6 +43,7 @@ mod gauges;
 mod handoff;
 mod lanes;
 mod lease;
+mod linger;
 mod locks;
 mod metrics;
 mod plan;

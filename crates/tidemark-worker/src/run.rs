@@ -7,6 +7,7 @@
 //! its share. [`StopReport`] says what could not be done; the outbox stays the truth, so
 //! nothing is lost either way.
 
+use crate::linger::LastClaim;
 use crate::positions::StreamPosition;
 use crate::report::BatchReport;
 use crate::stream::StreamCtx;
@@ -175,10 +176,21 @@ impl Worker {
     ) -> Instant {
         let w = &self.parts.cfg.worker;
         let claimer = self.claimer();
+        let mut last: Option<LastClaim> = None;
         loop {
             while in_flight.len() >= w.concurrency.max(1) {
                 tokio::select! {
                     Some(r) = in_flight.join_next() => log_batch(r),
+                    _ = shutdown.as_mut() => return Instant::now(),
+                }
+            }
+            // Under load, let the next batch gather what arrives while this one is written.
+            let linger =
+                |n| crate::linger::wait(last, n, w.batch_linger, std::time::Instant::now());
+            while let Some(wait) = linger(in_flight.len()) {
+                tokio::select! {
+                    Some(r) = in_flight.join_next() => log_batch(r),
+                    _ = tokio::time::sleep(wait) => break,
                     _ = shutdown.as_mut() => return Instant::now(),
                 }
             }
@@ -189,6 +201,10 @@ impl Worker {
             };
             let wait = match claimed {
                 Ok(c) if !c.entries.is_empty() => {
+                    last = Some(LastClaim {
+                        at: c.at,
+                        full: c.docs.len() >= w.batch_size,
+                    });
                     let me = self.clone();
                     in_flight.spawn(async move { me.process_claimed(c).await });
                     continue;

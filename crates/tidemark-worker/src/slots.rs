@@ -1,8 +1,9 @@
 //! Vector write slots: how many upserts a worker has in flight at once, across its batches and
 //! every index it writes (`worker.vector_writes`). Concurrent upserts slow each other down in
 //! the vector store, so one bound covers the active index and a build's alike. Live upserts
-//! (those carrying an application's write, to whichever index) go first: an index build's
-//! upsert waits while a live one is waiting, so a build takes what live writes leave.
+//! (those carrying an application's write to an index search reads) go first: an upsert to a
+//! building index (the build's own, or a live write's part for it) waits while a live one is
+//! waiting, so a build takes what live writes leave.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};

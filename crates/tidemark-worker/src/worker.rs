@@ -274,8 +274,10 @@ impl Worker {
                     cursor,
                 });
             }
+            let now = bson::DateTime::now().timestamp_millis();
             let ctx = BatchCtx {
                 db: p.store.database(),
+                behind: crate::handoff::behind(&claimed.entries, now),
                 lanes,
                 recorder: Recorder {
                     db: p.store.database(),
