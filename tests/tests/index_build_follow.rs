@@ -20,7 +20,7 @@ use tidemark_e2e::procs::{self, WorkerProc};
 use tidemark_ops::backfill::{backfill, BackfillOptions};
 use tidemark_ops::Progress;
 use tidemark_store::NewDocument;
-use worker_support::{assert_drained, test_config, Env};
+use worker_support::{assert_drained, test_config, Env, HashPair};
 
 fn ok(config: &Path, args: &[&str]) -> String {
     let out = procs::run(config, args, &[]);
@@ -258,18 +258,12 @@ async fn a_build_follows_new_documents_while_it_gains_then_seals() {
 /// is written to both indexes in its own batch, with nothing handed on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_behind_hands_its_writes_for_a_building_index_on() {
-    let mut a = test_config("ix_behind");
-    a.embedder.provider = EmbedderKind::Hash;
-    a.embedder.dimension = 64;
-    let mut b = a.clone();
-    b.embedder.dimension = 32;
-    let mut env = Env::with_config(a.clone()).await;
-    env.model = "hash-64".into();
-    let dir = tidemark_e2e::servers::temp_dir("ix_behind");
-    let (cfg_a, cfg_b) = (
-        procs::write_config(&a, &dir.join("a")),
-        procs::write_config(&b, &dir.join("b")),
-    );
+    let HashPair {
+        env,
+        a,
+        cfg_a,
+        cfg_b,
+    } = HashPair::new("ix_behind").await;
     // A first run records `main`; v2 is created and built (no documents yet) meanwhile.
     let mut first = WorkerProc::spawn(&cfg_a, "warn,tidemark_worker=info");
     assert!(

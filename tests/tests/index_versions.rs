@@ -17,7 +17,7 @@ use tidemark_e2e::procs::{self, WorkerProc};
 use tidemark_embed::hash::HashEmbedder;
 use tidemark_embed::Embedder;
 use tidemark_store::NewDocument;
-use worker_support::{assert_drained, test_config, wait_until, Env, TOPICS};
+use worker_support::{assert_drained, test_config, wait_until, Env, HashPair, TOPICS};
 
 fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
     let out = procs::run(config, args, &[]);
@@ -342,16 +342,12 @@ async fn switch_from_hashing_to_the_local_model_during_an_import() {
 /// during the build reaches both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_writes_only_the_building_index() {
-    let mut a = test_config("ix_only");
-    a.embedder.provider = EmbedderKind::Hash;
-    a.embedder.dimension = 64;
-    let mut b = a.clone();
-    b.embedder.dimension = 32;
-    let mut env = Env::with_config(a.clone()).await;
-    env.model = "hash-64".into();
-    let dir = tidemark_e2e::servers::temp_dir("ix_only");
-    let cfg_a = procs::write_config(&a, &dir.join("a"));
-    let cfg_b = procs::write_config(&b, &dir.join("b"));
+    let HashPair {
+        env,
+        a,
+        cfg_a,
+        cfg_b,
+    } = HashPair::new("ix_only").await;
     let docs: Vec<_> = (0..30)
         .map(|i| NewDocument::new(format!("n{i}"), "note", text(i)))
         .collect();

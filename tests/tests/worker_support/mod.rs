@@ -166,6 +166,37 @@ pub fn test_config(prefix: &str) -> Config {
     cfg
 }
 
+/// Two index versions of one test's world, both with the hashing embedder: `main` (64
+/// dimensions, the active one, `cfg_a`) and a new one (32 dimensions, `cfg_b`), their
+/// configuration files written.
+pub struct HashPair {
+    pub env: Env,
+    pub a: Config,
+    pub cfg_a: std::path::PathBuf,
+    pub cfg_b: std::path::PathBuf,
+}
+
+impl HashPair {
+    pub async fn new(prefix: &str) -> HashPair {
+        let mut a = test_config(prefix);
+        a.embedder.provider = tidemark_core::config::EmbedderKind::Hash;
+        a.embedder.dimension = 64;
+        let mut b = a.clone();
+        b.embedder.dimension = 32;
+        let mut env = Env::with_config(a.clone()).await;
+        env.model = "hash-64".into();
+        let dir = tidemark_e2e::servers::temp_dir(prefix);
+        let cfg_a = tidemark_e2e::procs::write_config(&a, &dir.join("a"));
+        let cfg_b = tidemark_e2e::procs::write_config(&b, &dir.join("b"));
+        HashPair {
+            env,
+            a,
+            cfg_a,
+            cfg_b,
+        }
+    }
+}
+
 impl Env {
     pub async fn new(prefix: &str) -> Env {
         Env::with_config(test_config(prefix)).await
