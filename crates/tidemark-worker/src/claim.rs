@@ -10,7 +10,8 @@
 //! Among the candidates (a batch and a half, earliest first: [`candidates_for`]), the entries
 //! applications wrote come before an index build's (those with `indexes`): a build takes what
 //! live writes leave, so it does not delay them by the batches it has queued. Build entries are
-//! still taken earliest first whenever the live ones do not fill the batch.
+//! still taken earliest first whenever the live ones do not fill the batch, unless live writes
+//! queue up behind the worker ([`live_behind`]): then a claim takes live entries only.
 
 use crate::locks::DocLocks;
 use crate::metrics::Metrics;
@@ -31,6 +32,21 @@ const MAX_QUERIES: usize = 12;
 /// 77,617 entries instead of 59,763 (the server's profiler, one run each).
 pub(crate) fn candidates_for(limit: usize) -> usize {
     limit + limit.div_ceil(2)
+}
+
+/// Whether the live entries among `cands` (those without `indexes`) queue up behind the
+/// worker: the earliest had been due over `handoff::BEHIND_AFTER` at `now` (milliseconds).
+/// Then a claim takes live entries only, and an index build's (its own, and live writes'
+/// parts handed on to it) wait until live writes leave the vector store room again.
+pub(crate) fn live_behind(cands: &[Document], now: i64) -> bool {
+    let behind = crate::handoff::BEHIND_AFTER.as_millis() as i64;
+    cands
+        .iter()
+        .filter(|c| !c.contains_key("indexes"))
+        .filter_map(|c| c.get_datetime("nextAttemptAt").ok())
+        .map(|t| t.timestamp_millis())
+        .min()
+        .is_some_and(|due| now - due > behind)
 }
 
 /// A claimed batch: its entries, the documents locked for it, and what was left to others.
@@ -62,8 +78,12 @@ impl Claimer<'_> {
         let mut cands = self.candidates(now, candidates_for(limit)).await?;
         // Live entries first (a stable sort: each kind stays earliest first).
         cands.sort_by_key(|c| c.contains_key("indexes"));
+        let live_only = live_behind(&cands, now.timestamp_millis());
         let mut wanted: Vec<ObjectId> = Vec::new();
         for c in &cands {
+            if live_only && c.contains_key("indexes") {
+                continue;
+            }
             if let Ok(id) = c.get_object_id("documentId") {
                 if !wanted.contains(&id) && wanted.len() < limit {
                     wanted.push(id);
@@ -168,7 +188,26 @@ impl Claimer<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::candidates_for;
+    use super::{candidates_for, live_behind};
+    use bson::{doc, DateTime};
+
+    #[test]
+    fn live_entries_due_over_half_a_second_make_a_claim_live_only() {
+        let at = |ms: i64| DateTime::from_millis(ms);
+        let live = |ms| doc! {"nextAttemptAt": at(ms)};
+        let build = |ms| doc! {"nextAttemptAt": at(ms), "indexes": ["v2"]};
+        let now = 10_000;
+        assert!(live_behind(&[live(9_000), build(9_900)], now));
+        assert!(
+            !live_behind(&[live(9_700), build(1_000)], now),
+            "only live entries count"
+        );
+        assert!(
+            !live_behind(&[build(1_000)], now),
+            "no live entry: not behind"
+        );
+        assert!(!live_behind(&[], now));
+    }
 
     #[test]
     fn a_claim_asks_for_a_batch_and_a_half() {
