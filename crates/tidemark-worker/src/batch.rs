@@ -55,7 +55,7 @@ pub(crate) struct BatchCtx<'a> {
     pub db: &'a Database,
     /// The indexes to write: the active one first, then the other live ones.
     pub lanes: Vec<LaneRef<'a>>,
-    /// Live writes queue up behind this worker (see [`handoff::behind`]): their parts for
+    /// Live writes queue up behind this worker (see `claim::live_behind`): their parts for
     /// building indexes are handed on without being written here.
     pub behind: bool,
     pub recorder: Recorder<'a>,

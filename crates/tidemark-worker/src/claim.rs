@@ -34,12 +34,17 @@ pub(crate) fn candidates_for(limit: usize) -> usize {
     limit + limit.div_ceil(2)
 }
 
+/// How long a live entry may have been due when claimed before the worker counts as behind.
+pub(crate) const BEHIND_AFTER: Duration = Duration::from_millis(500);
+
 /// Whether the live entries among `cands` (those without `indexes`) queue up behind the
-/// worker: the earliest had been due over `handoff::BEHIND_AFTER` at `now` (milliseconds).
-/// Then a claim takes live entries only, and an index build's (its own, and live writes'
-/// parts handed on to it) wait until live writes leave the vector store room again.
+/// worker: the earliest had been due over [`BEHIND_AFTER`] at `now` (milliseconds). Then a
+/// claim takes live entries only, and an index build's (its own, and live writes' parts
+/// handed on to it) wait until live writes leave the vector store room again; and the batch
+/// hands its live entries' parts for building indexes on instead of writing them (see
+/// `handoff`): the vector store has no room for two writes per change then.
 pub(crate) fn live_behind(cands: &[Document], now: i64) -> bool {
-    let behind = crate::handoff::BEHIND_AFTER.as_millis() as i64;
+    let behind = BEHIND_AFTER.as_millis() as i64;
     cands
         .iter()
         .filter(|c| !c.contains_key("indexes"))
@@ -56,6 +61,8 @@ pub(crate) struct Claimed {
     pub docs: Vec<ObjectId>,
     /// Due entries skipped because their document is locked by another worker.
     pub blocked: usize,
+    /// The live entries were behind when claimed ([`live_behind`]).
+    pub behind: bool,
     pub at: Instant,
 }
 
@@ -115,6 +122,7 @@ impl Claimer<'_> {
             entries,
             docs,
             blocked,
+            behind: live_only,
             at,
         })
     }
@@ -198,6 +206,8 @@ mod tests {
         let build = |ms| doc! {"nextAttemptAt": at(ms), "indexes": ["v2"]};
         let now = 10_000;
         assert!(live_behind(&[live(9_000), build(9_900)], now));
+        assert!(!live_behind(&[live(9_600), live(9_900)], now), "due 400 ms");
+        assert!(live_behind(&[live(9_900), live(9_400)], now), "due 600 ms");
         assert!(
             !live_behind(&[live(9_700), build(1_000)], now),
             "only live entries count"

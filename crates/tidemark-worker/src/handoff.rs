@@ -5,8 +5,8 @@
 //! handed to the build's queue as a new outbox entry for the building index only: the write
 //! is done (visible in search, `Consistency::VectorVisible` returns) once the active index has
 //! it, so a failing or slow building index never holds live writes. A batch claimed while
-//! live writes queue up behind the worker ([`behind`]) hands those parts on without writing
-//! them: two writes per change is more than the vector store takes then. Nothing is lost: the new
+//! live writes queue up behind the worker (`claim::live_behind`) hands those parts on without
+//! writing them: two writes per change is more than the vector store takes then. Nothing is lost: the new
 //! entry is inserted before the live one is marked done, so a crash between the two only
 //! repeats the hand-off (the second entry is coalesced or `unchanged`). In the common case
 //! (the building index as quick as the active one) nothing is handed on and no write is added.
@@ -24,23 +24,6 @@ use tidemark_core::{OutboxEntry, OutboxResult, OutboxStatus};
 /// vector store is saturated it is handed on after this, instead of holding the live write
 /// (which the application may be waiting for) or taking the slot from a readable index's.
 pub(crate) const HANDOFF_AFTER: Duration = Duration::from_millis(300);
-
-/// How long a live entry may have been due when claimed before the worker counts as behind.
-pub(crate) const BEHIND_AFTER: Duration = Duration::from_millis(500);
-
-/// Whether live writes queue up behind the worker: the earliest application's entry of a
-/// claimed batch had been due over [`BEHIND_AFTER`] when it was claimed (`now`, milliseconds).
-/// Then the batch hands its live entries' parts for building indexes on at once instead of
-/// writing them: the vector store has no room for two writes per change, and the index search
-/// reads comes first (the build's queue takes those parts when live writes leave room).
-pub(crate) fn behind(entries: &[OutboxEntry], now: i64) -> bool {
-    entries
-        .iter()
-        .filter(|e| e.indexes.is_empty())
-        .map(|e| e.next_attempt_at.timestamp_millis())
-        .min()
-        .is_some_and(|due| now - due > BEHIND_AFTER.as_millis() as i64)
-}
 
 /// One lane as the hand-off sees it: the index's name, whether it is being built and, when
 /// its build runs, where the build stands.
@@ -240,24 +223,6 @@ mod tests {
         assert!(hands_on(r, Some(Some(&Outcome::Release))));
         assert!(hands_on(r, None), "not finished in time");
         assert!(hands_on(r, Some(None)), "no outcome at all");
-    }
-
-    #[test]
-    fn behind_when_the_earliest_live_entry_waited_over_half_a_second() {
-        let due = |ms: i64| {
-            let mut e = entry(1);
-            e.next_attempt_at = DateTime::from_millis(ms);
-            e
-        };
-        let now = 10_000;
-        assert!(!behind(&[due(9_600), due(9_900)], now), "due 400 ms");
-        assert!(behind(&[due(9_900), due(9_400)], now), "due 600 ms");
-        let old_build = due(1_000).for_index("v2");
-        assert!(
-            !behind(&[old_build, due(9_900)], now),
-            "a build's entries wait by design"
-        );
-        assert!(!behind(&[], now));
     }
 
     #[test]

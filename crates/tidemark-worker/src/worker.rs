@@ -274,10 +274,9 @@ impl Worker {
                     cursor,
                 });
             }
-            let now = bson::DateTime::now().timestamp_millis();
             let ctx = BatchCtx {
                 db: p.store.database(),
-                behind: crate::handoff::behind(&claimed.entries, now),
+                behind: claimed.behind,
                 lanes,
                 recorder: Recorder {
                     db: p.store.database(),
