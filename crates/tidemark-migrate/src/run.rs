@@ -8,10 +8,11 @@
 //! because unchanged records are skipped, no record is ever written twice; a second complete
 //! run writes nothing; a later run migrates exactly what was added or changed since (catch-up).
 //!
-//! Two batches are in flight at once: the next batch's lookup and transaction overlap the
-//! previous one's ledger rows and vector copy. The checkpoint still moves in order, each time
-//! only past batches that are complete, so a killed run redoes at most the batches after it
-//! (found unchanged, their ledger rows ensured).
+//! Reading and writing run side by side, and two batches are in flight at once: the next
+//! batch's lookup and transaction overlap the previous one's ledger rows and vector copy. The
+//! checkpoint still moves in order, only past batches that are complete, every 8 batches or
+//! every second, so a killed run redoes at most the batches after it (found unchanged, their
+//! ledger rows ensured).
 //!
 //! Vector reuse copies a legacy embedding into tidemark's collection (vector id = the new
 //! document's `_id`, the worker's own metadata) only when the legacy document text equals the
@@ -25,7 +26,6 @@ use crate::state::{
 };
 use crate::{plan, MigrateError, Progress, Target};
 use bson::{doc, oid::ObjectId, DateTime, Document};
-use futures::stream::FuturesOrdered;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -131,6 +131,41 @@ fn add(total: &mut CollectionRun, c: &CollectionRun) {
 
 /// Batches written at once within one collection (see the module comment).
 const IN_FLIGHT: usize = 2;
+
+/// A batch cut by the reader: its records and the last legacy `_id` read when it was cut.
+type Cut = (Vec<Candidate>, Option<ObjectId>);
+
+/// The checkpoint moves after this many settled batches, or after [`CHECKPOINT_EVERY`],
+/// whichever comes first: a killed run redoes at most that much (found unchanged), and a fast
+/// run does not pay a round trip per batch.
+const CHECKPOINT_BATCHES: u32 = 8;
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// When the next checkpoint is due (see [`CHECKPOINT_BATCHES`]).
+struct Pace {
+    settled: u32,
+    saved: std::time::Instant,
+}
+
+impl Pace {
+    fn new() -> Pace {
+        Pace {
+            settled: 0,
+            saved: std::time::Instant::now(),
+        }
+    }
+
+    /// Counts one settled batch; true when the checkpoint is due (and counts from now).
+    fn due(&mut self) -> bool {
+        self.settled += 1;
+        if self.settled < CHECKPOINT_BATCHES && self.saved.elapsed() < CHECKPOINT_EVERY {
+            return false;
+        }
+        self.settled = 0;
+        self.saved = std::time::Instant::now();
+        true
+    }
+}
 
 /// What writing one batch did: its counts (only created/updated/unchanged/conflicts and the
 /// vector counts are set), and the last legacy `_id` read when the batch was cut (where its
@@ -295,12 +330,30 @@ impl<'a> Pass<'a> {
     }
 
     /// Reads the collection from `from` on and writes it in batches, [`IN_FLIGHT`] at once,
-    /// moving the checkpoint in order; returns the counts and the last legacy `_id` read.
+    /// moving the checkpoint in order; returns the counts and the last legacy `_id` read. The
+    /// reading and the writing are two futures joined, so neither waits on the other's round
+    /// trips.
     async fn write_all(
         &self,
         from: Option<ObjectId>,
         progress: &dyn Progress,
     ) -> Result<(CollectionRun, Option<ObjectId>), MigrateError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
+        let (last, total) = futures::try_join!(
+            self.read_batches(from, tx, progress),
+            self.write_batches(rx)
+        )?;
+        Ok((total, last))
+    }
+
+    /// Reads the legacy records in `_id` order and sends the winners in batches, each with the
+    /// last `_id` read when it was cut; returns the last `_id` read.
+    async fn read_batches(
+        &self,
+        from: Option<ObjectId>,
+        tx: tokio::sync::mpsc::Sender<Cut>,
+        progress: &dyn Progress,
+    ) -> Result<Option<ObjectId>, MigrateError> {
         let filter = match from {
             Some(id) => doc! {"_id": {"$gt": id}},
             None => doc! {},
@@ -320,8 +373,6 @@ impl<'a> Pass<'a> {
             .sort(doc! {"_id": 1})
             .batch_size(1000)
             .await?;
-        let mut total = CollectionRun::default();
-        let mut in_flight = FuturesOrdered::new();
         let mut batch = Vec::new();
         let mut last = None;
         while let Some(d) = cursor.try_next().await? {
@@ -333,27 +384,50 @@ impl<'a> Pass<'a> {
             }
             if batch.len() >= self.opts.batch_size {
                 progress.inc(batch.len() as u64);
-                in_flight.push_back(self.flush(std::mem::take(&mut batch), last));
-                if in_flight.len() >= IN_FLIGHT {
-                    let done = in_flight.next().await.expect("a batch in flight");
-                    self.settle(done?, &mut total).await?;
+                let cut = (std::mem::take(&mut batch), last);
+                if tx.send(cut).await.is_err() {
+                    return Ok(last); // the writer stopped; its error is the one returned
                 }
             }
         }
         progress.inc(batch.len() as u64);
         if !batch.is_empty() {
-            in_flight.push_back(self.flush(batch, last));
+            let _ = tx.send((batch, last)).await;
         }
-        while let Some(done) = in_flight.next().await {
-            self.settle(done?, &mut total).await?;
-        }
-        Ok((total, last))
+        Ok(last)
     }
 
-    /// A batch is complete, and so is every batch before it: its counts are added and the
-    /// checkpoint moves past it.
-    async fn settle(&self, f: Flushed, total: &mut CollectionRun) -> Result<(), MigrateError> {
-        if !self.opts.dry_run {
+    /// Writes the batches as they come, [`IN_FLIGHT`] at once, and settles them in order.
+    async fn write_batches(
+        &self,
+        rx: tokio::sync::mpsc::Receiver<Cut>,
+    ) -> Result<CollectionRun, MigrateError> {
+        let batches =
+            futures::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|cut| (cut, rx)) },
+            );
+        let flushed = batches
+            .map(|(batch, last)| self.flush(batch, last))
+            .buffered(IN_FLIGHT);
+        futures::pin_mut!(flushed);
+        let mut total = CollectionRun::default();
+        let mut pace = Pace::new();
+        while let Some(f) = flushed.try_next().await? {
+            self.settle(f, &mut total, &mut pace).await?;
+        }
+        Ok(total)
+    }
+
+    /// A batch is complete, and so is every batch before it: its counts are added and, when
+    /// [`Pace`] says so, the checkpoint moves past it.
+    async fn settle(
+        &self,
+        f: Flushed,
+        total: &mut CollectionRun,
+        pace: &mut Pace,
+    ) -> Result<(), MigrateError> {
+        if !self.opts.dry_run && pace.due() {
             self.state
                 .save_checkpoint(&self.checkpoint(f.last, STATE_RUNNING))
                 .await?;
@@ -430,8 +504,14 @@ impl<'a> Pass<'a> {
                 (c, d)
             })
             .collect();
+        let (created, replaced): (Vec<_>, Vec<_>) = written
+            .iter()
+            .partition(|(c, _)| !stored.contains_key(&c.doc.content_id));
         self.state
-            .record_written(written.iter().map(|(_, d)| self.row(d)).collect())
+            .record_written(
+                created.iter().map(|(_, d)| self.row(d)).collect(),
+                replaced.iter().map(|(_, d)| self.row(d)).collect(),
+            )
             .await?;
         let ours: Vec<&(Candidate, DocumentRecord)> =
             current.iter().filter(|(_, d)| self.is_ours(d)).collect();
@@ -527,5 +607,32 @@ fn vector(d: &DocumentRecord, embedding: Vec<f32>, model: &str) -> VectorRecord 
         id: tidemark_core::vector_id(&d.id),
         embedding,
         metadata: tidemark_worker::vector_metadata(d, model),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checkpoint_is_due_every_eighth_batch() {
+        let mut pace = Pace::new();
+        let due: Vec<bool> = (0..17).map(|_| pace.due()).collect();
+        let at: Vec<usize> = due
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| **d)
+            .map(|(i, _)| i + 1)
+            .collect();
+        assert_eq!(at, vec![8, 16]);
+    }
+
+    #[test]
+    fn the_checkpoint_is_due_after_a_second_whatever_the_count() {
+        let mut pace = Pace::new();
+        assert!(!pace.due());
+        pace.saved -= CHECKPOINT_EVERY;
+        assert!(pace.due(), "a second after the last save");
+        assert!(!pace.due(), "counting starts again after a save");
     }
 }

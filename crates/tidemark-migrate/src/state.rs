@@ -167,16 +167,23 @@ impl State {
             .await?)
     }
 
-    /// Records documents just written (replacing rows of the same documents).
-    pub async fn record_written(&self, rows: Vec<LedgerRow>) -> Result<(), MigrateError> {
-        if rows.is_empty() {
-            return Ok(());
+    /// Records documents just written: `created` ones (new `_id`s, no row yet) and `replaced`
+    /// ones (new versions of documents that may have a row, which is replaced).
+    pub async fn record_written(
+        &self,
+        created: Vec<LedgerRow>,
+        replaced: Vec<LedgerRow>,
+    ) -> Result<(), MigrateError> {
+        let ids: Vec<ObjectId> = replaced.iter().map(|r| r.document_id).collect();
+        if !ids.is_empty() {
+            self.ledger()
+                .delete_many(doc! {"_id": {"$in": &ids}})
+                .await?;
         }
-        let ids: Vec<ObjectId> = rows.iter().map(|r| r.document_id).collect();
-        self.ledger()
-            .delete_many(doc! {"_id": {"$in": &ids}})
-            .await?;
-        self.ledger().insert_many(rows).await?;
+        let rows: Vec<LedgerRow> = created.into_iter().chain(replaced).collect();
+        if !rows.is_empty() {
+            self.ledger().insert_many(rows).await?;
+        }
         Ok(())
     }
 
