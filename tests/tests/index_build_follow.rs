@@ -4,7 +4,8 @@
 //! document ahead of it (and a new document) to the build, and writes a delete either way;
 //! once the build has run to its end, the building index equals MongoDB. The backfill side:
 //! a build follows documents written while it runs, pass after pass while it gains on them,
-//! then seals, and enqueues every document exactly once. A worker that is behind hands its
+//! then seals, and enqueues every document exactly once; held back by live writes, it follows
+//! on without gaining instead of sealing. A worker that is behind hands its
 //! live writes' parts for the building index to the build's queue instead of writing them.
 
 use crate::worker_support;
@@ -247,6 +248,72 @@ async fn a_build_follows_new_documents_while_it_gains_then_seals() {
         r.total_enqueued, 68,
         "28 before and 40 after its start: {r:?}"
     );
+    env.cleanup().await;
+}
+
+/// A build that live writes hold back follows on without gaining instead of sealing: after a
+/// seal each live write goes to both indexes, and the workers have no room for that already.
+/// Here an application's write waits unclaimed for over a second (no worker runs), so the
+/// build's throttle holds it for most of its pass; then the write is marked done (as a worker
+/// would), but slowly, so the throttle keeps yielding for two more seconds. More documents
+/// were written during the pass than it scanned, yet the build extends. It seals at the next
+/// bound, where nothing new came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_held_back_by_live_writes_follows_instead_of_sealing() {
+    let cfg = test_config("ix_follow_pressed");
+    let env = Env::with_config(cfg.clone()).await;
+    let ops = tidemark_ops::Ops::new(
+        env.store.clone(),
+        env.chroma.clone(),
+        &cfg.chroma.namespace,
+        "hash",
+    );
+    let opts = |max_batches, max_lag| BackfillOptions {
+        batch_size: 5,
+        max_batches,
+        max_lag,
+        for_index: Some("v2".into()),
+        run_id: Some(build_run_id("v2")),
+        ..Default::default()
+    };
+    raw_documents(&env, "old", 20).await;
+    backfill(&ops, &opts(Some(1), None), &Phases::default())
+        .await
+        .unwrap();
+
+    let app = env
+        .store
+        .put(NewDocument::new("app-1", "note", text(1, "app")))
+        .await
+        .unwrap();
+    raw_documents(&env, "late", 40).await;
+    let outbox = env.store.database().collection::<Document>("outbox");
+    let worker = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let done = doc! {"status": "done", "doneAt": bson::DateTime::now()};
+        let r = outbox
+            .update_one(doc! {"_id": app.outbox_id}, doc! {"$set": done})
+            .await
+            .unwrap();
+        assert_eq!(r.modified_count, 1);
+    });
+    // Due for over the throttle's half second before the build resumes.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let phases = Phases::default();
+    let lag = Some(Duration::from_millis(500));
+    let r = backfill(&ops, &opts(None, lag), &phases).await.unwrap();
+    worker.await.unwrap();
+    assert!(r.completed, "{r:?}");
+    assert_eq!(
+        *phases.0.lock().unwrap(),
+        vec!["backfill", "backfill: documents written during the build"],
+        "pressed and not gaining (41 new after a pass of 15): it follows, no final pass"
+    );
+    let counts = enqueued(&env).await;
+    assert_eq!(counts.len(), 61, "20 + 40 + the application's: {counts:?}");
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    let c = cursor(&env, "v2").await;
+    assert!(c.sealed && c.completed && c.follows, "{c:?}");
     env.cleanup().await;
 }
 

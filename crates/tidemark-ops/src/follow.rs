@@ -18,6 +18,7 @@ use crate::backfill::{commit_batch, in_range, last_document_id, Position, Step};
 use crate::{Ops, OpsError, Progress};
 use bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use futures::TryStreamExt;
+use std::time::Duration;
 use tidemark_core::build_cursor::fields;
 use tidemark_core::{COLL_DOCUMENTS, COLL_SYNC_STATE};
 
@@ -35,18 +36,38 @@ pub(crate) enum AtBound {
 }
 
 /// The decision at the bound: `new_docs` were written since the pass began, which scanned
-/// `last_pass`; this would be pass `passes + 1`. A build extends while it gains on the writers
-/// (each pass at most seven eighths of the last, so all of them together take at most eight
-/// times the first) and the rest is more than one batch. Once sealed, a change to a document
-/// written after the seal costs a write to both indexes again, so a build follows as long as
-/// it converges in bounded time.
-pub(crate) fn at_bound(new_docs: u64, last_pass: u64, passes: u32, batch: usize) -> AtBound {
+/// `last_pass`; this would be pass `passes + 1`; `pressed`: the live writes held the pass back
+/// (see [`pressed`]). A build extends while it gains on the writers (each pass at most seven
+/// eighths of the last, so all of them together take at most eight times the first) and the
+/// rest is more than one batch. Once sealed, a change to a document written after the seal
+/// costs a write to both indexes again, so a build follows as long as it converges in bounded
+/// time. It also follows, without gaining, while the live writes press: sealing would double
+/// what each of them costs the vector store when it has no room for them already, and the
+/// build could not gain after the seal either (up to [`MAX_PASSES`]; it seals at the first
+/// bound where the writers let up).
+pub(crate) fn at_bound(
+    new_docs: u64,
+    last_pass: u64,
+    passes: u32,
+    batch: usize,
+    pressed: bool,
+) -> AtBound {
     let gaining = new_docs.saturating_mul(8) <= last_pass.saturating_mul(7);
-    if new_docs <= batch as u64 || passes >= MAX_PASSES || !gaining {
+    if new_docs <= batch as u64 || passes >= MAX_PASSES || !(gaining || pressed) {
         AtBound::Seal
     } else {
         AtBound::Extend
     }
+}
+
+/// The share of a pass the throttle held for live writes from which they press (see
+/// [`at_bound`]): for that long, live entries had waited or taken over the throttle's bound
+/// (half a second by default), half of the one-second goal for their commit-to-done time.
+pub(crate) const PRESSED_SHARE: f64 = 0.05;
+
+/// Whether a pass that took `elapsed` and was held `held` for live writes was pressed.
+pub(crate) fn pressed(held: Duration, elapsed: Duration) -> bool {
+    !elapsed.is_zero() && held.as_secs_f64() >= PRESSED_SHARE * elapsed.as_secs_f64()
 }
 
 /// The documents of `base` in `(from, to]` other than `seen`: those a step that moved the
@@ -154,13 +175,17 @@ impl Bound<'_> {
             Some(h) if head > pos.until => self.count(ops, pos.until, h).await?,
             _ => 0,
         };
-        if at_bound(new_docs, pos.pass_docs, pos.passes, self.batch) == AtBound::Extend {
+        let elapsed = pos.pass_started.elapsed();
+        let pressed = pressed(pos.pass_held, elapsed);
+        tracing::debug!(documents = new_docs, pass = pos.pass_docs, ?elapsed, held = ?pos.pass_held,
+            pressed, "index build at its bound");
+        let decision = at_bound(new_docs, pos.pass_docs, pos.passes, self.batch, pressed);
+        if decision == AtBound::Extend {
             if !set_bound(ops, self.cp_id, pos.last, head, false).await? {
                 return Err(self.moved_on());
             }
             pos.until = head;
-            pos.passes += 1;
-            pos.pass_docs = 0;
+            pos.next_pass();
             tracing::debug!(
                 passes = pos.passes,
                 documents = new_docs,
@@ -236,10 +261,43 @@ mod tests {
         ];
         for (new_docs, pass, passes, batch, want) in cases {
             assert_eq!(
-                at_bound(new_docs, pass, passes, batch),
+                at_bound(new_docs, pass, passes, batch, false),
                 want,
                 "{new_docs} new after a pass of {pass}, {passes} passes"
             );
         }
+    }
+
+    #[test]
+    fn a_pressed_build_follows_without_gaining_up_to_the_last_pass() {
+        let cases = [
+            // (written during the pass, the pass, passes so far, batch, decision)
+            (21_000, 20_000, 1, 64, AtBound::Extend),
+            (40_000, 20_000, 3, 64, AtBound::Extend),
+            (100, 50, 0, 64, AtBound::Extend),
+            (21_000, 20_000, MAX_PASSES - 1, 64, AtBound::Extend),
+            (21_000, 20_000, MAX_PASSES, 64, AtBound::Seal),
+            // what is left fits in a batch: the final pass is short whatever the pressure
+            (64, 20_000, 1, 64, AtBound::Seal),
+            (0, 0, 1, 64, AtBound::Seal),
+        ];
+        for (new_docs, pass, passes, batch, want) in cases {
+            assert_eq!(
+                at_bound(new_docs, pass, passes, batch, true),
+                want,
+                "pressed: {new_docs} new after a pass of {pass}, {passes} passes"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pass_is_pressed_from_a_twentieth_held_for_live_writes() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        assert!(!pressed(s(0), s(100)));
+        assert!(!pressed(ms(4_900), s(100)));
+        assert!(pressed(s(5), s(100)));
+        assert!(pressed(s(90), s(100)));
+        assert!(!pressed(s(0), s(0)), "a pass of no time was not held");
     }
 }

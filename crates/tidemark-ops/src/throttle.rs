@@ -37,31 +37,35 @@ impl Throttle {
     }
 
     /// Waits (polling every [`POLL_PENDING`] or [`POLL`], by the bound that holds it) until
-    /// both bounds hold.
-    pub async fn wait(&self, ops: &Ops) -> Result<(), OpsError> {
+    /// both bounds hold; returns how long the live entries' bound (`max_lag`) held it.
+    pub async fn wait(&self, ops: &Ops) -> Result<Duration, OpsError> {
+        let mut held = Duration::ZERO;
         if self.is_off() {
-            return Ok(());
+            return Ok(held);
         }
         let outbox = ops.store.database().collection::<Document>(COLL_OUTBOX);
         let mut logged = false;
         loop {
             let why = self.reason(&outbox).await?;
-            let Some((why, pause)) = why else {
-                return Ok(());
+            let Some((why, bound)) = why else {
+                return Ok(held);
             };
             if !logged {
                 tracing::debug!(why, "backfill waits for the workers");
                 logged = true;
             }
-            tokio::time::sleep(pause).await;
+            tokio::time::sleep(bound.pause()).await;
+            if bound == Holds::Live {
+                held += bound.pause();
+            }
         }
     }
 
-    /// Why the run must wait now, if it must.
+    /// Why the run must wait now, if it must, and which bound holds it.
     async fn reason(
         &self,
         outbox: &mongodb::Collection<Document>,
-    ) -> Result<Option<(String, Duration)>, OpsError> {
+    ) -> Result<Option<(String, Holds)>, OpsError> {
         if let Some(max) = self.max_pending {
             let mut filter = doc! {"status": OutboxStatus::Pending};
             if let Some(name) = &self.index {
@@ -72,7 +76,7 @@ impl Throttle {
             let pending = outbox.count_documents(filter).await?;
             if pending > max {
                 let why = format!("{pending} entries pending (at most {max})");
-                return Ok(Some((why, POLL_PENDING)));
+                return Ok(Some((why, Holds::Pending)));
             }
         }
         if let Some(max) = self.max_lag {
@@ -81,15 +85,34 @@ impl Throttle {
             if took > max {
                 let why =
                     format!("live entries took {took:?} from commit to done (at most {max:?})");
-                return Ok(Some((why, POLL)));
+                return Ok(Some((why, Holds::Live)));
             }
             let lag = oldest_live_wait(outbox, now).await?;
             if lag > max {
                 let why = format!("live entries due for {lag:?} (at most {max:?})");
-                return Ok(Some((why, POLL)));
+                return Ok(Some((why, Holds::Live)));
             }
         }
         Ok(None)
+    }
+}
+
+/// The bound that holds a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holds {
+    /// Too many entries pending (`max_pending`).
+    Pending,
+    /// Live entries waiting or slow (`max_lag`).
+    Live,
+}
+
+impl Holds {
+    /// How long to wait before looking again.
+    fn pause(self) -> Duration {
+        match self {
+            Holds::Pending => POLL_PENDING,
+            Holds::Live => POLL,
+        }
     }
 }
 

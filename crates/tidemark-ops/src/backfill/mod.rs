@@ -325,7 +325,7 @@ pub async fn backfill(
         if opts.max_batches.is_some_and(|m| report.batches >= m) {
             break;
         }
-        throttle.wait(ops).await?;
+        pos.pass_held += throttle.wait(ops).await?;
         let page = scan.page(&pos).await?;
         let Some(page_last) = page.last().and_then(|d| d.get_object_id("_id").ok()) else {
             if pos.follows && !pos.sealed && scan.at.reached(ops, &mut pos, progress).await? {
@@ -433,6 +433,20 @@ pub(crate) struct Position {
     pub passes: u32,
     /// Documents this call scanned in the current pass.
     pub pass_docs: u64,
+    /// When this call's current pass began, and how long the throttle held it for live
+    /// writes since.
+    pub pass_started: std::time::Instant,
+    pub pass_held: std::time::Duration,
+}
+
+impl Position {
+    /// A new pass begins now.
+    pub(crate) fn next_pass(&mut self) {
+        self.passes += 1;
+        self.pass_docs = 0;
+        self.pass_started = std::time::Instant::now();
+        self.pass_held = std::time::Duration::ZERO;
+    }
 }
 
 impl Position {
@@ -454,6 +468,8 @@ impl Position {
             sealed: c.sealed,
             passes: 0,
             pass_docs: 0,
+            pass_started: std::time::Instant::now(),
+            pass_held: std::time::Duration::ZERO,
         })
     }
 }
