@@ -4,8 +4,8 @@
 //! document ahead of it (and a new document) to the build, and writes a delete either way;
 //! once the build has run to its end, the building index equals MongoDB. The backfill side:
 //! a build follows documents written while it runs, pass after pass while it gains on them,
-//! then seals, and enqueues every document exactly once; held back by live writes, it follows
-//! on without gaining instead of sealing. A worker that is behind hands its
+//! then seals, and enqueues every document exactly once; held back by its throttle, it
+//! follows on without gaining instead of sealing. A worker that is behind hands its
 //! live writes' parts for the building index to the build's queue instead of writing them.
 
 use crate::worker_support;

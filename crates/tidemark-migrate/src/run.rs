@@ -392,6 +392,7 @@ impl<'a> Pass<'a> {
         }
         progress.inc(batch.len() as u64);
         if !batch.is_empty() {
+            // An error here means the writer stopped; its error is the one returned.
             let _ = tx.send((batch, last)).await;
         }
         Ok(last)

@@ -3,7 +3,8 @@
 //!
 //! A build's checkpoint says `follows`: when the scan reaches its bound (`untilId`) it moves
 //! the bound to the newest document and scans on, pass after pass, while each pass is at most
-//! seven eighths of the one before. Then it seals: `sealedAt` is written first, the newest document is read
+//! seven eighths of the one before, or while its throttle holds it back (see [`at_bound`]).
+//! Then it seals: `sealedAt` is written first, the newest document is read
 //! after it and becomes the final bound, so every document a worker left to the build before
 //! the seal is within the final pass, and every one written after it is written live.
 //!
@@ -36,15 +37,15 @@ pub(crate) enum AtBound {
 }
 
 /// The decision at the bound: `new_docs` were written since the pass began, which scanned
-/// `last_pass`; this would be pass `passes + 1`; `pressed`: the live writes held the pass back
-/// (see [`pressed`]). A build extends while it gains on the writers (each pass at most seven
+/// `last_pass`; this would be pass `passes + 1`; `pressed`: the build's throttle held the pass
+/// back (see [`pressed`]). A build extends while it gains on the writers (each pass at most seven
 /// eighths of the last, so all of them together take at most eight times the first) and the
 /// rest is more than one batch. Once sealed, a change to a document written after the seal
 /// costs a write to both indexes again, so a build follows as long as it converges in bounded
-/// time. It also follows, without gaining, while the live writes press: sealing would double
-/// what each of them costs the vector store when it has no room for them already, and the
-/// build could not gain after the seal either (up to [`MAX_PASSES`]; it seals at the first
-/// bound where the writers let up).
+/// time. It also follows, without gaining, while pressed: a build that neither gains nor finds
+/// the workers free got about as much of them as the live writes did, and after a seal each
+/// live write costs two vector writes, more than the workers have (up to [`MAX_PASSES`]; it
+/// seals at the first bound where the writers let up).
 pub(crate) fn at_bound(
     new_docs: u64,
     last_pass: u64,
@@ -60,12 +61,12 @@ pub(crate) fn at_bound(
     }
 }
 
-/// The share of a pass the throttle held for live writes from which they press (see
-/// [`at_bound`]): for that long, live entries had waited or taken over the throttle's bound
-/// (half a second by default), half of the one-second goal for their commit-to-done time.
+/// The share of a pass the throttle held from which the build is pressed (see [`at_bound`]):
+/// for that long the workers had not taken its pending entries yet, or live entries had waited
+/// or taken longer than the throttle's bound.
 pub(crate) const PRESSED_SHARE: f64 = 0.05;
 
-/// Whether a pass that took `elapsed` and was held `held` for live writes was pressed.
+/// Whether a pass that took `elapsed` and was held `held` by its throttle was pressed.
 pub(crate) fn pressed(held: Duration, elapsed: Duration) -> bool {
     !elapsed.is_zero() && held.as_secs_f64() >= PRESSED_SHARE * elapsed.as_secs_f64()
 }
@@ -177,8 +178,14 @@ impl Bound<'_> {
         };
         let elapsed = pos.pass_started.elapsed();
         let pressed = pressed(pos.pass_held, elapsed);
-        tracing::debug!(documents = new_docs, pass = pos.pass_docs, ?elapsed, held = ?pos.pass_held,
-            pressed, "index build at its bound");
+        tracing::debug!(
+            documents = new_docs,
+            pass = pos.pass_docs,
+            ?elapsed,
+            held = ?pos.pass_held,
+            pressed,
+            "index build at its bound"
+        );
         let decision = at_bound(new_docs, pos.pass_docs, pos.passes, self.batch, pressed);
         if decision == AtBound::Extend {
             if !set_bound(ops, self.cp_id, pos.last, head, false).await? {
@@ -291,7 +298,7 @@ mod tests {
     }
 
     #[test]
-    fn a_pass_is_pressed_from_a_twentieth_held_for_live_writes() {
+    fn a_pass_is_pressed_from_a_twentieth_held_by_its_throttle() {
         let s = Duration::from_secs;
         let ms = Duration::from_millis;
         assert!(!pressed(s(0), s(100)));

@@ -37,7 +37,8 @@ impl Throttle {
     }
 
     /// Waits (polling every [`POLL_PENDING`] or [`POLL`], by the bound that holds it) until
-    /// both bounds hold; returns how long the live entries' bound (`max_lag`) held it.
+    /// both bounds hold; returns how long it waited (either bound: the workers had no room for
+    /// more of the run).
     pub async fn wait(&self, ops: &Ops) -> Result<Duration, OpsError> {
         let mut held = Duration::ZERO;
         if self.is_off() {
@@ -55,9 +56,7 @@ impl Throttle {
                 logged = true;
             }
             tokio::time::sleep(bound.pause()).await;
-            if bound == Holds::Live {
-                held += bound.pause();
-            }
+            held += bound.pause();
         }
     }
 

@@ -433,8 +433,7 @@ pub(crate) struct Position {
     pub passes: u32,
     /// Documents this call scanned in the current pass.
     pub pass_docs: u64,
-    /// When this call's current pass began, and how long the throttle held it for live
-    /// writes since.
+    /// When this call's current pass began, and how long the throttle held it since.
     pub pass_started: std::time::Instant,
     pub pass_held: std::time::Duration,
 }
@@ -447,9 +446,7 @@ impl Position {
         self.pass_started = std::time::Instant::now();
         self.pass_held = std::time::Duration::ZERO;
     }
-}
 
-impl Position {
     /// The position a checkpoint records; None when the run has nothing to scan (there were
     /// no documents when it started, and it does not follow the head).
     fn of(cp: &Document) -> Option<Position> {
