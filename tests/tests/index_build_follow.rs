@@ -173,6 +173,16 @@ async fn raw_documents(env: &Env, prefix: &str, n: usize) {
     coll.insert_many(docs).await.unwrap();
 }
 
+/// Ops over the test's store and namespace, hashing embedder.
+fn hash_ops(env: &Env, cfg: &tidemark_core::Config) -> tidemark_ops::Ops {
+    tidemark_ops::Ops::new(
+        env.store.clone(),
+        env.chroma.clone(),
+        &cfg.chroma.namespace,
+        "hash",
+    )
+}
+
 /// The build's entries per contentId.
 async fn enqueued(env: &Env) -> std::collections::HashMap<String, usize> {
     let entries = tidemark_e2e::outbox_entries(&env.store, doc! {"indexes": "v2"}).await;
@@ -187,12 +197,7 @@ async fn enqueued(env: &Env) -> std::collections::HashMap<String, usize> {
 async fn a_build_follows_new_documents_while_it_gains_then_seals() {
     let cfg = test_config("ix_follow_passes");
     let env = Env::with_config(cfg.clone()).await;
-    let ops = tidemark_ops::Ops::new(
-        env.store.clone(),
-        env.chroma.clone(),
-        &cfg.chroma.namespace,
-        "hash",
-    );
+    let ops = hash_ops(&env, &cfg);
     let opts = |max_batches| BackfillOptions {
         batch_size: 5,
         max_batches,
@@ -262,12 +267,7 @@ async fn a_build_follows_new_documents_while_it_gains_then_seals() {
 async fn a_build_held_back_by_live_writes_follows_instead_of_sealing() {
     let cfg = test_config("ix_follow_pressed");
     let env = Env::with_config(cfg.clone()).await;
-    let ops = tidemark_ops::Ops::new(
-        env.store.clone(),
-        env.chroma.clone(),
-        &cfg.chroma.namespace,
-        "hash",
-    );
+    let ops = hash_ops(&env, &cfg);
     let opts = |max_batches, max_lag| BackfillOptions {
         batch_size: 5,
         max_batches,

@@ -250,49 +250,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_build_follows_while_it_gains_on_the_writers() {
+    fn a_build_follows_while_it_gains_on_the_writers_or_is_pressed() {
+        let (seal, extend) = (AtBound::Seal, AtBound::Extend);
         let cases = [
-            // (written during the pass, the pass, passes so far, batch, decision)
-            (0, 20_000, 1, 64, AtBound::Seal),
-            (64, 20_000, 1, 64, AtBound::Seal),
-            (65, 20_000, 1, 64, AtBound::Extend),
-            (12_000, 20_000, 1, 64, AtBound::Extend),
-            (17_500, 20_000, 1, 64, AtBound::Extend),
-            (17_501, 20_000, 1, 64, AtBound::Seal),
-            (20_000, 20_000, 1, 64, AtBound::Seal),
-            (25_000, 20_000, 1, 64, AtBound::Seal),
-            (500, 1_000, MAX_PASSES - 1, 64, AtBound::Extend),
-            (500, 1_000, MAX_PASSES, 64, AtBound::Seal),
+            // (written during the pass, the pass, passes so far, batch, pressed, decision)
+            (0, 20_000, 1, 64, false, seal),
+            (64, 20_000, 1, 64, false, seal),
+            (65, 20_000, 1, 64, false, extend),
+            (12_000, 20_000, 1, 64, false, extend),
+            (17_500, 20_000, 1, 64, false, extend),
+            (17_501, 20_000, 1, 64, false, seal),
+            (20_000, 20_000, 1, 64, false, seal),
+            (25_000, 20_000, 1, 64, false, seal),
+            (500, 1_000, MAX_PASSES - 1, 64, false, extend),
+            (500, 1_000, MAX_PASSES, 64, false, seal),
             // a resumed run that scanned little in this call gives up following early
-            (100, 50, 0, 64, AtBound::Seal),
-        ];
-        for (new_docs, pass, passes, batch, want) in cases {
-            assert_eq!(
-                at_bound(new_docs, pass, passes, batch, false),
-                want,
-                "{new_docs} new after a pass of {pass}, {passes} passes"
-            );
-        }
-    }
-
-    #[test]
-    fn a_pressed_build_follows_without_gaining_up_to_the_last_pass() {
-        let cases = [
-            // (written during the pass, the pass, passes so far, batch, decision)
-            (21_000, 20_000, 1, 64, AtBound::Extend),
-            (40_000, 20_000, 3, 64, AtBound::Extend),
-            (100, 50, 0, 64, AtBound::Extend),
-            (21_000, 20_000, MAX_PASSES - 1, 64, AtBound::Extend),
-            (21_000, 20_000, MAX_PASSES, 64, AtBound::Seal),
+            (100, 50, 0, 64, false, seal),
+            // pressed: it follows without gaining, up to the last pass
+            (21_000, 20_000, 1, 64, true, extend),
+            (40_000, 20_000, 3, 64, true, extend),
+            (100, 50, 0, 64, true, extend),
+            (21_000, 20_000, MAX_PASSES - 1, 64, true, extend),
+            (21_000, 20_000, MAX_PASSES, 64, true, seal),
             // what is left fits in a batch: the final pass is short whatever the pressure
-            (64, 20_000, 1, 64, AtBound::Seal),
-            (0, 0, 1, 64, AtBound::Seal),
+            (64, 20_000, 1, 64, true, seal),
+            (0, 0, 1, 64, true, seal),
         ];
-        for (new_docs, pass, passes, batch, want) in cases {
+        for (new_docs, pass, passes, batch, pressed, want) in cases {
             assert_eq!(
-                at_bound(new_docs, pass, passes, batch, true),
+                at_bound(new_docs, pass, passes, batch, pressed),
                 want,
-                "pressed: {new_docs} new after a pass of {pass}, {passes} passes"
+                "{new_docs} new after a pass of {pass}, {passes} passes, pressed {pressed}"
             );
         }
     }
