@@ -55,8 +55,9 @@ impl Throttle {
                 tracing::debug!(why, "backfill waits for the workers");
                 logged = true;
             }
-            tokio::time::sleep(bound.pause()).await;
-            held += bound.pause();
+            let pause = bound.pause();
+            tokio::time::sleep(pause).await;
+            held += pause;
         }
     }
 
@@ -97,7 +98,7 @@ impl Throttle {
 }
 
 /// The bound that holds a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 enum Holds {
     /// Too many entries pending (`max_pending`).
     Pending,

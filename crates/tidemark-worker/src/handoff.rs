@@ -6,10 +6,11 @@
 //! is done (visible in search, `Consistency::VectorVisible` returns) once the active index has
 //! it, so a failing or slow building index never holds live writes. A batch claimed while
 //! live writes queue up behind the worker (`claim::live_behind`) hands those parts on without
-//! writing them: two writes per change is more than the vector store takes then. Nothing is lost: the new
-//! entry is inserted before the live one is marked done, so a crash between the two only
-//! repeats the hand-off (the second entry is coalesced or `unchanged`). In the common case
-//! (the building index as quick as the active one) nothing is handed on and no write is added.
+//! writing them: two writes per change is more than the vector store takes then. Nothing is
+//! lost: the new entry is inserted before the live one is marked done, so a crash between the
+//! two only repeats the hand-off (the second entry is coalesced or `unchanged`). In the common
+//! case (the building index as quick as the active one) nothing is handed on and no write is
+//! added.
 
 use crate::plan::Outcome;
 use bson::{oid::ObjectId, DateTime};
