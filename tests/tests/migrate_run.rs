@@ -8,6 +8,7 @@
 use crate::migrate_support;
 
 use bson::doc;
+use futures::TryStreamExt;
 use migrate_support::{inventory, planted, target_view, Legacy, Tidemark};
 use serde_json::Value;
 use std::path::Path;
@@ -210,8 +211,45 @@ async fn rollback(tm: &Tidemark, path: &Path) {
     assert_eq!(r["documents_removed"], 1, "{r}");
     assert_eq!(tm.count("documents").await, 0);
     assert_eq!(tm.count("outbox").await, 0);
-    assert_eq!(tm.count("migration_documents").await, 0);
+    assert_eq!(tm.count("migration_ledger").await, 0);
     assert_eq!(tm.vector_count().await, 0);
+}
+
+/// Rewrites the ledger in its earlier shape (one `migration_documents` row per document), as
+/// a release before 2026-12-07 left it; returns the rows written.
+async fn ledger_as_before(tm: &Tidemark) -> u64 {
+    let db = tm.store.database();
+    let batches: Vec<bson::Document> = db
+        .collection::<bson::Document>("migration_ledger")
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let mut rows = Vec::new();
+    for b in &batches {
+        for r in b.get_array("rows").unwrap() {
+            let r = r.as_document().unwrap();
+            rows.push(doc! {
+                "_id": r.get_object_id("documentId").unwrap(),
+                "migration": b.get_str("migration").unwrap(),
+                "contentId": r.get_str("contentId").unwrap(),
+                "version": r.get_i64("version").unwrap(),
+                "collection": b.get_str("collection").unwrap(),
+            });
+        }
+    }
+    let n = rows.len() as u64;
+    db.collection::<bson::Document>("migration_documents")
+        .insert_many(rows)
+        .await
+        .unwrap();
+    db.collection::<bson::Document>("migration_ledger")
+        .delete_many(doc! {})
+        .await
+        .unwrap();
+    n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,9 +310,22 @@ async fn run_reuse_verify_rerun_catch_up_rollback() {
     let (code, s) = tm.cli_json(&["migrate", "status", "--json"]);
     assert_eq!(code, 0);
     assert_eq!(s["documents"]["m1"], planted::DOCUMENTS, "{s}");
+    assert!(
+        tm.count("migration_ledger").await < planted::DOCUMENTS / 2,
+        "one ledger document per written batch"
+    );
     assert_eq!(legacy.digest().await, before, "the legacy side changed");
 
+    // A ledger of the earlier shape is counted as it is, and moved by the next run; the
+    // catch-up's updated document then replaces its moved row (rollback below refuses only
+    // the document the application changed, so no stale row is left).
+    assert_eq!(ledger_as_before(&tm).await, planted::DOCUMENTS);
+    let (_, s) = tm.cli_json(&["migrate", "status", "--json"]);
+    assert_eq!(s["documents"]["m1"], planted::DOCUMENTS, "{s}");
     catch_up(&tm, &legacy, &path).await;
+    assert_eq!(tm.count("migration_documents").await, 0, "rows moved");
+    let (_, s) = tm.cli_json(&["migrate", "status", "--json"]);
+    assert_eq!(s["documents"]["m1"], planted::DOCUMENTS + 1, "{s}");
     let legacy_now = legacy.digest().await;
     rollback(&tm, &path).await;
     assert_eq!(

@@ -250,28 +250,7 @@ pub async fn status(target: &Target, migration: Option<&str>) -> Result<Status, 
             })
         })
         .collect();
-    let mut pipeline = vec![doc! {"$group": {"_id": "$migration", "n": {"$sum": 1}}}];
-    if let Some(m) = migration {
-        pipeline.insert(0, doc! {"$match": {"migration": m}});
-    }
-    let rows: Vec<Document> = state
-        .ledger()
-        .clone_with_type::<Document>()
-        .aggregate(pipeline)
-        .await?
-        .try_collect()
-        .await?;
-    let documents = rows
-        .iter()
-        .map(|d| {
-            let n = d
-                .get_i32("n")
-                .map(i64::from)
-                .or_else(|_| d.get_i64("n"))
-                .unwrap_or(0);
-            (d.get_str("_id").unwrap_or("?").to_string(), n as u64)
-        })
-        .collect();
+    let documents = target.ledger().counts(migration).await?;
     let runs = state.reports(KIND_RUN, migration, 5).await?;
     let rollbacks = state.reports(KIND_ROLLBACK, migration, 5).await?;
     Ok(Status {

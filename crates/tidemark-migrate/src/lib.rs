@@ -14,11 +14,13 @@
 //!   collection, unchanged records skipped, legacy vectors reused where model and text match;
 //! - [`account`]: `status` and `verify` (every legacy record migrated, merged or skipped);
 //! - [`rollback`]: removes exactly what one migration created;
-//! - [`state`]: the tidemark-side collections (`migrations`, `migration_documents`).
+//! - [`state`]: checkpoints and reports (`migrations`); [`ledger`]: the documents each
+//!   migration wrote (`migration_ledger`, one document per written batch).
 
 pub mod account;
 pub mod dedupe;
 pub mod inventory;
+pub mod ledger;
 pub mod mapping;
 pub mod naming;
 pub mod plan;
@@ -110,5 +112,9 @@ impl Target {
 
     pub fn state(&self) -> state::State {
         state::State::new(self.store.database().clone())
+    }
+
+    pub fn ledger(&self) -> ledger::Ledger {
+        ledger::Ledger::new(self.store.database().clone())
     }
 }

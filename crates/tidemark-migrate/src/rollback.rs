@@ -7,7 +7,8 @@
 //! Stop the workers first: an entry a worker holds while its document goes away ends as
 //! `deleted` or dead, harmlessly, but the vector it writes would be an orphan.
 
-use crate::state::{LedgerRow, KIND_ROLLBACK};
+use crate::ledger::Row;
+use crate::state::KIND_ROLLBACK;
 use crate::{MigrateError, Target};
 use bson::{doc, oid::ObjectId, DateTime, Document};
 use futures::TryStreamExt;
@@ -16,6 +17,8 @@ use std::collections::HashMap;
 use tidemark_core::{COLL_DOCUMENTS, COLL_OUTBOX};
 
 const PAGE: usize = 500;
+/// Ledger documents read at once (each holds the rows of one written batch).
+const LEDGER_PAGE: usize = 8;
 
 /// A document left alone.
 #[derive(Debug, Clone, Serialize)]
@@ -82,7 +85,7 @@ impl Rollback<'_> {
     }
 
     /// Removes the documents of these ledger rows that may go; returns the rows done with.
-    async fn page(&mut self, rows: &[LedgerRow]) -> Result<Vec<ObjectId>, MigrateError> {
+    async fn page(&mut self, rows: &[Row]) -> Result<Vec<ObjectId>, MigrateError> {
         let ids: Vec<ObjectId> = rows.iter().map(|r| r.document_id).collect();
         let current: HashMap<ObjectId, i64> = self
             .documents()
@@ -141,28 +144,25 @@ impl Rollback<'_> {
         Ok(())
     }
 
+    /// The ledger's documents in pages: each page's rows are checked and removed
+    /// [`PAGE`] at a time, then the rows done with leave the ledger (refused ones stay).
     async fn ledger_pass(&mut self) -> Result<(), MigrateError> {
-        let ledger = self.target.state().ledger();
+        let ledger = self.target.ledger();
         let mut after: Option<ObjectId> = None;
         loop {
-            let mut filter = doc! {"migration": self.migration};
-            if let Some(a) = after {
-                filter.insert("_id", doc! {"$gt": a});
-            }
-            let rows: Vec<LedgerRow> = ledger
-                .find(filter)
-                .sort(doc! {"_id": 1})
-                .limit(PAGE as i64)
-                .await?
-                .try_collect()
-                .await?;
-            let Some(last) = rows.last() else {
+            let batches = ledger.page(self.migration, after, LEDGER_PAGE).await?;
+            let Some(last) = batches.last() else {
                 return Ok(());
             };
-            after = Some(last.document_id);
-            let done = self.page(&rows).await?;
-            ledger.delete_many(doc! {"_id": {"$in": done}}).await?;
-            if rows.len() < PAGE {
+            after = Some(last.id);
+            let rows: Vec<Row> = batches.iter().flat_map(|b| b.rows.clone()).collect();
+            let mut done = Vec::new();
+            for part in rows.chunks(PAGE) {
+                done.extend(self.page(part).await?);
+            }
+            let ids: Vec<ObjectId> = batches.iter().map(|b| b.id).collect();
+            ledger.settle(&ids, &done).await?;
+            if batches.len() < LEDGER_PAGE {
                 return Ok(());
             }
         }
@@ -219,6 +219,7 @@ pub async fn rollback(
             ..Default::default()
         },
     };
+    target.ledger().prepare().await?;
     rb.ledger_pass().await?;
     rb.marker_pass().await?;
     rb.report.checkpoints_removed = target.state().delete_checkpoints(migration).await?;

@@ -18,12 +18,11 @@
 //! document's `_id`, the worker's own metadata) only when the legacy document text equals the
 //! record's text; the worker then finds the vector current and does not embed it.
 
+use crate::ledger::{Ledger, Row};
 use crate::mapping::{CollectionMapping, Mapping};
 use crate::record::{normalise, Candidate, Context};
 use crate::source::{Scan, Source};
-use crate::state::{
-    Checkpoint, LedgerRow, State, KIND_CHECKPOINT, KIND_RUN, STATE_COMPLETE, STATE_RUNNING,
-};
+use crate::state::{Checkpoint, State, KIND_CHECKPOINT, KIND_RUN, STATE_COMPLETE, STATE_RUNNING};
 use crate::{plan, MigrateError, Progress, Target};
 use bson::{doc, oid::ObjectId, DateTime, Document};
 use futures::{StreamExt, TryStreamExt};
@@ -194,6 +193,7 @@ pub async fn run(
     let scans = plan::check(mapping, source, &target.model, target.store.limits()).await?;
     if !opts.dry_run {
         target.store.ensure_schema().await?;
+        target.ledger().prepare().await?;
     }
     let run_id = ObjectId::new().to_hex();
     let mut collections = Vec::new();
@@ -240,6 +240,7 @@ struct Pass<'a> {
     opts: &'a RunOptions,
     run_id: &'a str,
     state: State,
+    ledger: Ledger,
     /// The legacy Chroma collection's id, when vectors are reused.
     legacy_vectors: Option<String>,
     /// tidemark's collection id (created on first copy).
@@ -275,6 +276,7 @@ impl<'a> Pass<'a> {
             opts,
             run_id,
             state: target.state(),
+            ledger: target.ledger(),
             legacy_vectors,
             target_vectors: tokio::sync::OnceCell::new(),
             report: CollectionRun {
@@ -508,16 +510,22 @@ impl<'a> Pass<'a> {
         let (created, replaced): (Vec<_>, Vec<_>) = written
             .iter()
             .partition(|(c, _)| !stored.contains_key(&c.doc.content_id));
-        self.state
-            .record_written(
-                created.iter().map(|(_, d)| self.row(d)).collect(),
-                replaced.iter().map(|(_, d)| self.row(d)).collect(),
+        self.ledger
+            .record(
+                self.migration,
+                self.name,
+                created.iter().map(|(_, d)| row(d)).collect(),
+                replaced.iter().map(|(_, d)| row(d)).collect(),
             )
             .await?;
         let ours: Vec<&(Candidate, DocumentRecord)> =
             current.iter().filter(|(_, d)| self.is_ours(d)).collect();
-        self.state
-            .ensure_rows(ours.iter().map(|(_, d)| self.row(d)).collect())
+        self.ledger
+            .ensure(
+                self.migration,
+                self.name,
+                ours.iter().map(|(_, d)| row(d)).collect(),
+            )
             .await?;
         let reused = self.copy_vectors(&written).await?;
         f.counts.vectors_reused += reused + self.repair_vectors(&ours).await?;
@@ -532,15 +540,14 @@ impl<'a> Pass<'a> {
             .and_then(|l| l.get_str("migration").ok())
             == Some(self.migration)
     }
+}
 
-    fn row(&self, d: &DocumentRecord) -> LedgerRow {
-        LedgerRow {
-            document_id: d.id,
-            migration: self.migration.into(),
-            content_id: d.content_id.clone(),
-            version: d.version,
-            collection: self.name.into(),
-        }
+/// The ledger row of a document written.
+fn row(d: &DocumentRecord) -> Row {
+    Row {
+        document_id: d.id,
+        content_id: d.content_id.clone(),
+        version: d.version,
     }
 }
 

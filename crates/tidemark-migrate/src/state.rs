@@ -1,21 +1,15 @@
-//! What a migration keeps on the tidemark side (never in the legacy database):
-//!
-//! - `migrations`: one checkpoint per (migration, collection) — the last legacy `_id` whose
-//!   batch committed, and whether the collection's pass completed — plus the JSON report of
-//!   every run and rollback, for audit;
-//! - `migration_documents`: one row per document a migration wrote (`_id` = the document's
-//!   `_id`, with the version it wrote), so rollback removes exactly that and refuses documents
-//!   an application changed since.
+//! What a migration keeps on the tidemark side (never in the legacy database), beside the
+//! ledger of the documents it wrote ([`crate::ledger`]): `migrations`, one checkpoint per
+//! (migration, collection) — the last legacy `_id` whose batch committed, and whether the
+//! collection's pass completed — plus the JSON report of every run and rollback, for audit.
 
 use crate::MigrateError;
 use bson::{doc, oid::ObjectId, DateTime, Document};
 use futures::TryStreamExt;
 use mongodb::Database;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 
 pub const COLL_MIGRATIONS: &str = "migrations";
-pub const COLL_LEDGER: &str = "migration_documents";
 
 /// Checkpoint states.
 pub const STATE_RUNNING: &str = "running";
@@ -48,19 +42,7 @@ impl Checkpoint {
     }
 }
 
-/// A document a migration wrote, at the version it wrote.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LedgerRow {
-    #[serde(rename = "_id")]
-    pub document_id: ObjectId,
-    pub migration: String,
-    pub content_id: String,
-    pub version: i64,
-    pub collection: String,
-}
-
-/// Handles on the two collections.
+/// Handle on `migrations`.
 #[derive(Clone)]
 pub struct State {
     db: Database,
@@ -73,10 +55,6 @@ impl State {
 
     fn migrations(&self) -> mongodb::Collection<Document> {
         self.db.collection(COLL_MIGRATIONS)
-    }
-
-    pub fn ledger(&self) -> mongodb::Collection<LedgerRow> {
-        self.db.collection(COLL_LEDGER)
     }
 
     pub async fn checkpoint(
@@ -165,54 +143,5 @@ impl State {
             .await?
             .try_collect()
             .await?)
-    }
-
-    /// Records documents just written: `created` ones (new `_id`s, no row yet) and `replaced`
-    /// ones (new versions of documents that may have a row, which is replaced).
-    pub async fn record_written(
-        &self,
-        created: Vec<LedgerRow>,
-        replaced: Vec<LedgerRow>,
-    ) -> Result<(), MigrateError> {
-        let ids: Vec<ObjectId> = replaced.iter().map(|r| r.document_id).collect();
-        if !ids.is_empty() {
-            self.ledger()
-                .delete_many(doc! {"_id": {"$in": &ids}})
-                .await?;
-        }
-        let rows: Vec<LedgerRow> = created.into_iter().chain(replaced).collect();
-        if !rows.is_empty() {
-            self.ledger().insert_many(rows).await?;
-        }
-        Ok(())
-    }
-
-    /// Adds the rows that are missing (documents written by a run killed before its ledger
-    /// write); existing rows are left as they are.
-    pub async fn ensure_rows(&self, rows: Vec<LedgerRow>) -> Result<(), MigrateError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<ObjectId> = rows.iter().map(|r| r.document_id).collect();
-        let have: HashSet<ObjectId> = self
-            .ledger()
-            .find(doc! {"_id": {"$in": &ids}})
-            .projection(
-                doc! {"_id": 1, "migration": 1, "contentId": 1, "version": 1, "collection": 1},
-            )
-            .await?
-            .try_collect::<Vec<LedgerRow>>()
-            .await?
-            .into_iter()
-            .map(|r| r.document_id)
-            .collect();
-        let missing: Vec<LedgerRow> = rows
-            .into_iter()
-            .filter(|r| !have.contains(&r.document_id))
-            .collect();
-        if !missing.is_empty() {
-            self.ledger().insert_many(missing).await?;
-        }
-        Ok(())
     }
 }
