@@ -250,8 +250,8 @@ pub struct BenchOptions {
 /// Every `<part>` of `<name>_<part>` a run may create (databases and Chroma namespaces).
 pub const PARTS: &[&str] = &[
     "write", "drain", "chroma", "dual", "local", "lag", "capacity", "memory", "legacy", "migput",
-    "migrate", "reuse", "long", "longmem", "index", "scale1", "scale2", "scale4", "backlog1",
-    "backlog2", "backlog3",
+    "migput1", "migput2", "migput3", "migrate", "migrate1", "migrate2", "migrate3", "reuse",
+    "long", "longmem", "index", "scale1", "scale2", "scale4", "backlog1", "backlog2", "backlog3",
 ];
 
 /// Removes whatever a run named `name` may have left behind (e.g. after it was killed):
