@@ -2,11 +2,13 @@
 //! drains earliest first through a bounded window, an entry far behind the window (an expired
 //! lease, a writer with a slow clock) is claimed at once, an entry not yet due waits, and
 //! entries another worker holds at the head of the window are paged past, claim after claim,
-//! and live entries are claimed before an index build's queued ahead of them.
+//! and live entries are claimed before an index build's queued ahead of them; a document
+//! another worker locked is left to it, and expired locks are taken over.
 
 use crate::worker_support;
 
 use bson::{doc, DateTime, Document};
+use futures::TryStreamExt;
 use mongodb::Collection;
 use std::time::Duration;
 use tidemark_core::{OutboxStatus, COLL_OUTBOX};
@@ -226,5 +228,51 @@ async fn live_entries_are_claimed_before_a_builds_queued_ahead_of_them() {
         0,
         "the build's entries drain after them"
     );
+    env.cleanup().await;
+}
+
+/// Document locks (`worker_locks`): a document another worker holds, its lock live, is left
+/// to it claim after claim; documents whose locks expired (their holder died) are taken over
+/// in the same claim as documents nobody held, and their locks are released after the batch.
+#[tokio::test]
+async fn live_locks_elsewhere_are_left_and_expired_ones_taken_over() {
+    let mut cfg = test_config("wk_window_locks");
+    cfg.worker.batch_size = 8;
+    let env = Env::with_config(cfg).await;
+    let w = env.worker();
+    w.init().await.unwrap();
+    spread_backlog(&env, 1, 6, Duration::ZERO).await;
+    let docs: Vec<_> = env.entries().await.iter().map(|e| e.document_id).collect();
+    let locks = env
+        .store
+        .database()
+        .collection::<Document>(tidemark_worker::COLL_LOCKS);
+    let lock = |d, owner: &str, until| doc! {"_id": d, "owner": owner, "until": until};
+    locks
+        .insert_many([
+            lock(docs[0], "elsewhere", from_now(600_000)),
+            lock(docs[1], "dead", DateTime::from_millis(1)),
+            lock(docs[2], "dead", from_now(-1_000)),
+        ])
+        .await
+        .unwrap();
+    let r = w.process_once().await.unwrap();
+    assert_eq!(
+        (r.claimed, r.blocked),
+        (5, 1),
+        "two taken over, three free, one held: {r:?}"
+    );
+    let left: Vec<Document> = locks
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1, "the batch released its locks: {left:?}");
+    assert_eq!(left[0].get_str("owner").unwrap(), "elsewhere");
+    let r = w.process_once().await.unwrap();
+    assert_eq!((r.claimed, r.blocked), (0, 1), "still held: {r:?}");
+    assert_eq!(not_done(&env).await, 1);
     env.cleanup().await;
 }
