@@ -216,7 +216,7 @@ async fn rollback(tm: &Tidemark, path: &Path) {
 }
 
 /// Rewrites the ledger in its earlier shape (one `migration_documents` row per document), as
-/// a release before 2026-12-07 left it; returns the rows written.
+/// a release before 2026-12-08 left it; returns the rows written.
 async fn ledger_as_before(tm: &Tidemark) -> u64 {
     let db = tm.store.database();
     let batches: Vec<bson::Document> = db

@@ -4,7 +4,7 @@
 //! One ledger document per written batch (`migration_ledger`: `{_id, migration, collection,
 //! rows: [{documentId, contentId, version}]}`), not one per document: a batch of 100 records
 //! costs the server one more insert, not 100 (a run of 3,000 records spent about a sixth of its
-//! time on per-document rows; BENCHMARKS.md, 2026-12-07). A document has at most one row in
+//! time on per-document rows; BENCHMARKS.md, 2026-12-08). A document has at most one row in
 //! the whole ledger: a run that writes it again pulls its old row first, and rows are only
 //! added for documents that have none.
 //!

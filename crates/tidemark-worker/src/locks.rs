@@ -78,8 +78,7 @@ impl DocLocks {
     /// Takes over the locks of `held` that expired at `now` (a crashed worker's), in two round
     /// trips whatever their number, one when none expired: the update marks the locks it
     /// takes with a token of its own, and the read finds them by it. (A takeover per document
-    /// cost a round trip for every document another worker held, which under contention
-    /// was most of a claim.)
+    /// cost a round trip for every document another worker held.)
     async fn take_over(
         &self,
         held: &[ObjectId],
