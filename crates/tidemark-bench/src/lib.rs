@@ -12,8 +12,9 @@
 //!   a restart (time to the first entry done);
 //! - `long`: long documents chunked: drain with the local model against the embedder alone on
 //!   the same chunks, and the worker's peak memory over a backlog of them;
-//! - `migrate`: `migrate run` of a legacy dual store against `put_many` of the same records,
-//!   and the time vector reuse saves;
+//! - `migrate`: `migrate run` of a legacy dual store against `put_many` of the same records
+//!   (time, and the server's CPU time when it runs on this machine: `server_cpu`), and the
+//!   time vector reuse saves;
 //! - `index`: a new index version built over a corpus while writes go on at half load: the
 //!   build's docs/s and the live commit-to-done lag;
 //! - `scale`: one backlog drained by 1, 2 and 4 worker processes.
@@ -35,6 +36,7 @@ mod memory;
 mod migrate;
 pub mod report;
 mod scale;
+mod server_cpu;
 mod stats;
 mod worker_proc;
 mod write;

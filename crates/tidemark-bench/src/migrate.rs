@@ -10,6 +10,7 @@
 
 use crate::drain::drain_with_worker;
 use crate::report::Report;
+use crate::server_cpu::ServerCpu;
 use crate::stats::rate;
 use crate::worker_proc::Provider;
 use crate::{data, embedders, BenchError, Ctx};
@@ -39,6 +40,9 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
     // Interleaved rounds, each into fresh databases: one round lasts well under a second, and
     // single rounds gave ratios of 0.46-0.68 for the same code (2026-12-07).
     let (mut put_t, mut plain_t) = (Duration::ZERO, Duration::ZERO);
+    let server = ServerCpu::find(&ctx.cfg.mongodb.uri);
+    let cpu = || server.and_then(|s| s.seconds()).unwrap_or(0.0);
+    let (mut put_cpu, mut plain_cpu) = (0.0, 0.0);
     let mut first = None;
     for round in 0..ROUNDS {
         let (put_part, run_part) = match round {
@@ -46,12 +50,15 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
             r => (format!("migput{r}"), format!("migrate{r}")),
         };
         let store = ctx.store(&put_part).await?;
-        let start = Instant::now();
+        let (start, c0) = (Instant::now(), cpu());
         for part in docs.chunks(batch) {
             store.put_many(part.to_vec()).await?;
         }
         put_t += start.elapsed();
+        put_cpu += cpu() - c0;
+        let c0 = cpu();
         let (t, copied, store) = migrate(ctx, &run_part, &legacy_chroma, false).await?;
+        plain_cpu += cpu() - c0;
         plain_t += t;
         first.get_or_insert((copied, store));
     }
@@ -78,6 +85,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
         "ratio",
         0.8,
     );
+    server_work(report, server.is_some(), put_cpu, plain_cpu, n * ROUNDS);
     report.add(
         "migrate.run_reuse_records_per_s",
         &format!("migrate run with vector reuse ({reused} vectors copied)"),
@@ -113,6 +121,39 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> Result<(), BenchError> {
         ));
     }
     Ok(())
+}
+
+/// The server's CPU time for each way of writing the records: the work each cost the server,
+/// whatever the machine's speed while it ran (the time ratio above varies between runs of
+/// the same code by more than the changes it should show).
+fn server_work(report: &mut Report, found: bool, put_s: f64, run_s: f64, records: usize) {
+    if !found {
+        report.note(
+            "migrate: the MongoDB server is not a process on this machine; no server CPU figures",
+        );
+        return;
+    }
+    let per_1000 = |s: f64| s * 1000.0 * 1000.0 / records.max(1) as f64;
+    report.add(
+        "migrate.put_many_server_ms_per_1000",
+        "server CPU per 1000 records, put_many",
+        per_1000(put_s),
+        "ms",
+    );
+    report.add(
+        "migrate.run_server_ms_per_1000",
+        "server CPU per 1000 records, migrate run",
+        per_1000(run_s),
+        "ms",
+    );
+    if run_s > 0.0 {
+        report.add(
+            "migrate.server_put_many_vs_run",
+            "server CPU: put_many / migrate run",
+            put_s / run_s,
+            "ratio",
+        );
+    }
 }
 
 /// The text of legacy record `i`.
