@@ -50,7 +50,6 @@ const FIGURES: &[&str] = &[
     "migrate.drain_without_reuse_s",
     "migrate.drain_with_reuse_s",
     "index.corpus_docs_per_s",
-    "index.build_docs_per_s",
     "index.live_docs_per_s",
     "index.live_p50_s",
     "index.live_p99_s",
@@ -107,6 +106,9 @@ const SIGNED: &[&str] = &[
     "index.handed_p99_s",
     // Zero when the quick build has passed every document before a live write.
     "index.left_to_build",
+    // Zero when the quick build finished no entry in its 60 s: seen once, on the Python
+    // server under the whole suite's load (live entries then waited 6 s to be claimed).
+    "index.build_docs_per_s",
 ];
 
 /// Figures with a goal (printed next to them).
