@@ -3,7 +3,8 @@
 //! the worker embeds only the others; `tidemark verify` is clean and `migrate verify` accounts
 //! for every record; a second run writes nothing; a catch-up run migrates exactly what the
 //! legacy application added or changed; rollback refuses a document an application changed
-//! since (unless --force) and returns the target to empty; the legacy side never changes.
+//! since (unless --force) and returns the target to empty; the legacy side never changes; a
+//! ledger of the earlier shape (a row per document) is counted by status and moved by a run.
 
 use crate::migrate_support;
 
