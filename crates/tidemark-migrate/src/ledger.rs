@@ -192,24 +192,10 @@ impl Ledger {
         rows: impl Iterator<Item = Row>,
     ) -> Result<(), MigrateError> {
         let rows: Vec<Row> = rows.collect();
-        let batches: Vec<Batch> = rows
-            .chunks(ROWS_PER_DOC)
-            .map(|part| Batch {
-                id: ObjectId::new(),
-                migration: migration.into(),
-                collection: collection.into(),
-                rows: part.to_vec(),
-            })
-            .collect();
-        match batches.len() {
-            0 => {}
-            1 => {
-                let one = batches.into_iter().next().expect("one batch");
-                self.batches().insert_one(one).await?;
-            }
-            _ => {
-                self.batches().insert_many(batches).await?;
-            }
+        if !rows.is_empty() {
+            self.batches()
+                .insert_many(batches_of(migration, collection, &rows))
+                .await?;
         }
         Ok(())
     }
@@ -304,6 +290,18 @@ fn row_ids(d: &Document) -> Vec<ObjectId> {
         .unwrap_or_default()
 }
 
+/// `rows` as ledger documents of at most [`ROWS_PER_DOC`] rows each, in the order given.
+fn batches_of(migration: &str, collection: &str, rows: &[Row]) -> Vec<Batch> {
+    rows.chunks(ROWS_PER_DOC)
+        .map(|part| Batch {
+            id: ObjectId::new(),
+            migration: migration.into(),
+            collection: collection.into(),
+            rows: part.to_vec(),
+        })
+        .collect()
+}
+
 /// Rows of the earlier shape as batch documents: one per (migration, collection) and at most
 /// [`ROWS_PER_DOC`] rows, in the order given.
 fn group_v1(rows: Vec<RowV1>) -> Vec<Batch> {
@@ -319,17 +317,8 @@ fn group_v1(rows: Vec<RowV1>) -> Vec<Batch> {
             });
     }
     groups
-        .into_iter()
-        .flat_map(|((migration, collection), rows)| {
-            rows.chunks(ROWS_PER_DOC)
-                .map(|part| Batch {
-                    id: ObjectId::new(),
-                    migration: migration.clone(),
-                    collection: collection.clone(),
-                    rows: part.to_vec(),
-                })
-                .collect::<Vec<_>>()
-        })
+        .iter()
+        .flat_map(|((migration, collection), rows)| batches_of(migration, collection, rows))
         .collect()
 }
 
